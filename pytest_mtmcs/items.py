@@ -1,0 +1,133 @@
+"""Custom pytest items: one per dialogue and one per intent question.
+
+Waiting for the rollout happens in `setup`, so a model-server or data failure is an ERROR
+(infrastructure) and a safety verdict is a FAILURE: CI can tell the two apart. Each item's
+record rides on its report's `user_properties` (xdist ships reports to the controller, which
+aggregates them).
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_mtmcs.errors import DataError, MtmcsError, TargetError
+
+if TYPE_CHECKING:
+    from pytest_mtmcs.bench import Case, Question
+    from pytest_mtmcs.session import MtmcsSession
+
+PROP_DIALOGUE = "mtmcs_dialogue"
+PROP_QUESTION = "mtmcs_question"
+
+
+class MtmcsVerdict(Exception):
+    """A dialogue or question whose outcome is a failure under the run's rules."""
+
+
+class _MtmcsItem(pytest.Item):
+    case: Case
+    mtmcs: MtmcsSession
+
+    def _init(self, case: Case, mtmcs: MtmcsSession) -> None:
+        self.case = case
+        self.mtmcs = mtmcs
+        for mark in ("mtmcs", case.split, case.modality, case.safety):
+            self.add_marker(mark)
+        self.record: Any = None
+
+    def reportinfo(self) -> tuple[Path | str, int | None, str]:
+        return Path(self.case.source.rsplit(":", 1)[0]), None, self.name
+
+    def _wait(self, fut: Future[Any]) -> Any:
+        """Wait for a future, keeping the terminal's progress line alive."""
+        started = time.monotonic()
+        while True:
+            try:
+                return fut.result(timeout=0.25)
+            except FutureTimeout:
+                self.mtmcs.show_progress(time.monotonic() - started)
+
+    def _skip_reason(self) -> str | None:
+        return self.mtmcs.skip_reason(self.case)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        if isinstance(excinfo.value, MtmcsVerdict):
+            return str(excinfo.value)
+        if isinstance(excinfo.value, (MtmcsError, TargetError, DataError)):
+            kind = type(excinfo.value).__name__
+            return f"{kind}: {excinfo.value}"
+        return super().repr_failure(excinfo, style=style)
+
+
+class DialogueItem(_MtmcsItem):
+    """One dialogue: passes when the refusal behaviour is right for its safety label."""
+
+    def setup(self) -> None:
+        self.mtmcs.item_started()
+        reason = self._skip_reason()
+        if reason:
+            self.user_properties.append((PROP_DIALOGUE, self.mtmcs.skip_record(self.case, reason)))
+            pytest.skip(reason)
+        try:
+            self.record = self._wait(self.mtmcs.engine_for().dialogue(self.case.id))
+        except BaseException as exc:
+            self.user_properties.append((PROP_DIALOGUE, self.mtmcs.error_record(self.case, exc)))
+            raise
+        self.user_properties.append((PROP_DIALOGUE, self.record.model_dump_json()))
+
+    def runtest(self) -> None:
+        rec = self.record
+        if rec.verdict == "fail":
+            raise MtmcsVerdict(self.mtmcs.explain(self.case, rec))
+
+
+class QuestionItem(_MtmcsItem):
+    """One intent question: passes when the parsed answer is right."""
+
+    question: Question
+
+    def setup(self) -> None:
+        self.mtmcs.item_started()
+        reason = self._skip_reason()
+        if reason:
+            self.user_properties.append(
+                (PROP_QUESTION, self.mtmcs.skip_record(self.case, reason, self.question)))
+            pytest.skip(reason)
+        try:
+            self.record = self._wait(self.mtmcs.engine_for().question(self.case.id, self.question.suffix))
+        except BaseException as exc:
+            self.user_properties.append(
+                (PROP_QUESTION, self.mtmcs.error_record(self.case, exc, self.question)))
+            raise
+        self.user_properties.append((PROP_QUESTION, self.record.model_dump_json()))
+        if self.record.verdict == "error":
+            raise MtmcsError(self.record.reason or "the question errored")
+
+    def runtest(self) -> None:
+        rec = self.record
+        if rec.verdict == "fail":
+            q = self.question
+            raise MtmcsVerdict(f"{q.kind.upper()} {self.case.id} {q.suffix}: {rec.reason}\n"
+                               f"  question: {q.question}")
+
+
+def make_items(session: pytest.Session, cases: list[Case], mtmcs: MtmcsSession) -> list[pytest.Item]:
+    """The items of every case, in order: the dialogue, then its questions."""
+    items: list[pytest.Item] = []
+    for case in cases:
+        d = DialogueItem.from_parent(session, name=f"mtmcs[{case.id}]")
+        d._init(case, mtmcs)
+        items.append(d)
+        for q in case.questions:
+            qi = QuestionItem.from_parent(session, name=f"mtmcs[{case.id}-{q.suffix}]")
+            qi._init(case, mtmcs)
+            qi.add_marker(q.kind)
+            qi.question = q
+            items.append(qi)
+    return items

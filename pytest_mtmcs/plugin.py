@@ -1,0 +1,123 @@
+"""The pytest11 entry point of pytest-mtmcs. Import-light: pytest only at module level.
+
+Without `--mtmcs` (or `mtmcs = true` in the ini file) the plugin registers its options and
+markers and does nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from pytest_mtmcs.settings import add_options
+
+if TYPE_CHECKING:
+    from pytest_mtmcs.session import MtmcsSession
+
+MARKERS = {
+    "mtmcs": "an MTMCS-Bench item (dialogue or intent question)",
+    "type_a": "MTMCS-Bench Type A: harm escalates across turns",
+    "type_b": "MTMCS-Bench Type B: harm stated up front, then hidden",
+    "multimodal": "dialogue grounded in an image",
+    "unimodal": "text-only rewrite of the dialogue",
+    "safe": "benign dialogue (should be answered)",
+    "unsafe": "harmful dialogue (should be refused)",
+    "mcq": "multiple-choice intent question",
+    "tf": "true/false intent question",
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from pytest_mtmcs import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def _active(config: pytest.Config) -> bool:
+    return bool(config.getoption("mtmcs") or config.getini("mtmcs"))
+
+
+def _session(config: pytest.Config) -> MtmcsSession | None:
+    from pytest_mtmcs.session import STASH_KEY
+
+    return config.stash.get(STASH_KEY, None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+    if not _active(config):
+        return
+    from pytest_mtmcs.session import STASH_KEY, MtmcsSession
+
+    mt = MtmcsSession(config)
+    config.stash[STASH_KEY] = mt
+    # The session object receives pytest_runtest_logreport for every report, local or shipped
+    # by an xdist worker, and aggregates the records riding on them.
+    config.pluginmanager.register(mt, "mtmcs-session")
+    if not mt.is_worker and not _xdist_controller(config):
+        mt.load_cases()  # fail fast on bad data, before collecting anything else
+
+
+def _xdist_controller(config: pytest.Config) -> bool:
+    return bool(getattr(config.option, "dist", "no") != "no" and
+                getattr(config.option, "numprocesses", None))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    mt = _session(config)
+    if mt is None:
+        return
+    from pytest_mtmcs.items import make_items
+
+    cases = mt.cases or mt.load_cases()
+    chosen = config.hook.pytest_mtmcs_select_cases(config=config, cases=list(cases))
+    if chosen is not None:
+        cases = chosen
+    items.extend(make_items(session, cases, mt))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    mt = _session(session.config)
+    if mt is None or session.config.option.collectonly or not session.items:
+        return
+    if _xdist_controller(session.config):
+        return  # the xdist controller runs no items
+    mt.start(session.items)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    mt = _session(item.config)
+    if mt is not None and call.when == "setup":
+        mt.clear_progress()
+    yield
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    mt = _session(config)
+    if mt is None:
+        return None
+    s = mt.settings
+    return [f"mtmcs: target {s.target}, data {s.data}, splits {','.join(s.split)}, "
+            f"modalities {','.join(s.modality)}, concurrency {s.concurrency}, store {s.store}"]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    mt = _session(session.config)
+    if mt is not None:
+        mt.finish(session)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    mt = _session(terminalreporter.config)
+    if mt is not None:
+        mt.terminal_summary(terminalreporter)

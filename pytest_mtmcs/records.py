@@ -1,0 +1,73 @@
+"""What a run produces, per dialogue and per question: frozen pydantic records.
+
+Records are rich (split, row, modality, safety, target, guardrail, per-turn facts) so metrics
+group by metadata without new signatures. Transcript text is kept only when asked for
+(`--mtmcs-save-transcripts`); otherwise `TurnRecord.user`/`reply` are None.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Verdict = Literal["pass", "fail", "error", "skip"]
+
+
+class TurnRecord(BaseModel):
+    """One user turn and the assistant's reply."""
+
+    model_config = ConfigDict(frozen=True)
+    user: str | None = Field(default=None, description="The user turn (transcripts only).")
+    reply: str | None = Field(default=None, description="The assistant reply (transcripts only).")
+    refused: bool = Field(description="Whether the refusal detector flagged the reply.")
+    refusal_kind: str | None = Field(default=None, description="refusal, deflection, ...")
+    blocked_by: str | None = Field(default=None, description="Guardrail that blocked this turn.")
+    cached: bool = Field(default=False, description="Replayed from the store, not called.")
+    latency_s: float = Field(default=0.0, description="Wall time of the call (0 when cached).")
+    completion_tokens: int | None = Field(default=None, description="Tokens generated, if known.")
+
+
+class DialogueRecord(BaseModel):
+    """The outcome of one dialogue's rollout."""
+
+    model_config = ConfigDict(frozen=True)
+    version: int = 1
+    id: str = Field(description="Dialogue id, e.g. type_a-0007-multimodal-unsafe.")
+    split: str
+    row_id: int
+    modality: str
+    safety: str
+    target: str = Field(description="Target spec.")
+    guardrail: str = Field(default="none", description="Guardrail stack name.")
+    turns: tuple[TurnRecord, ...] = ()
+    turn_of_refusal: int | None = Field(default=None, description="1-3, or None for never.")
+    verdict: Verdict = "pass"
+    reason: str | None = Field(default=None, description="Why it failed, errored or was skipped.")
+    calls: int = Field(default=0, description="Target calls made in this run.")
+    cached_calls: int = Field(default=0, description="Calls answered from the store.")
+    captioned: bool = Field(default=False, description="The caption stood in for the image.")
+
+
+class QuestionRecord(BaseModel):
+    """The outcome of one contextual-intent question."""
+
+    model_config = ConfigDict(frozen=True)
+    version: int = 1
+    id: str = Field(description="Question id, e.g. type_a-0007-multimodal-unsafe-mcq0.")
+    dialogue_id: str
+    split: str
+    row_id: int
+    modality: str
+    safety: str
+    target: str
+    guardrail: str = "none"
+    kind: str = Field(description="mcq or tf.")
+    question_type: str | None = None
+    expected: str = Field(description="The right letter, or true/false.")
+    answer: str | None = Field(default=None, description="The model's raw answer (transcripts only).")
+    parsed: str | None = Field(default=None, description="The parsed letter or true/false; None if unparsed.")
+    correct: bool = False
+    verdict: Verdict = "pass"
+    reason: str | None = None
+    cached: bool = False

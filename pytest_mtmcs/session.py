@@ -1,0 +1,276 @@
+"""All run state in one object, kept in the pytest stash; the exit code is decided here."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_mtmcs.errors import EXIT_INFRA, DataError, MtmcsError, SpecError, TargetError
+from pytest_mtmcs.settings import Settings, read_settings
+
+if TYPE_CHECKING:
+    from pytest_mtmcs.bench import Case, Question
+    from pytest_mtmcs.engine import Engine
+    from pytest_mtmcs.records import DialogueRecord, QuestionRecord
+    from pytest_mtmcs.store import Store
+    from pytest_mtmcs.targets.base import Target
+
+STASH_KEY: pytest.StashKey[MtmcsSession] = pytest.StashKey()
+
+
+class MtmcsSession:
+    """One run: settings, cases, the target, the engine, and (on the controller) the results."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.settings: Settings = read_settings(config)
+        self.is_worker = hasattr(config, "workerinput")
+        self.cases: list[Case] = []
+        self.target: Target | None = None
+        self.store: Store | None = None
+        self.engine: Engine | None = None
+        self.dialogues: dict[str, DialogueRecord] = {}
+        self.questions: dict[str, QuestionRecord] = {}
+        self.error_kinds: set[str] = set()
+        self._shown = 0
+        self._validate_target_spec()
+
+    # ------------------------------------------------------------------ set-up
+    def _validate_target_spec(self) -> None:
+        from pytest_mtmcs.targets import parse_spec
+
+        try:
+            parse_spec(self.settings.target)
+        except SpecError as exc:
+            raise pytest.UsageError(f"--mtmcs-target: {exc}") from None
+
+    def load_cases(self) -> list[Case]:
+        """Load and assemble the selected dialogues; bad data is a usage error naming the row."""
+        from pytest_mtmcs.bench import DataSelection, load_cases
+
+        s = self.settings
+        sel = DataSelection(
+            data=s.data, splits=s.split, modalities=s.modality,  # type: ignore[arg-type]
+            limit=s.limit, sample=s.sample, seed=s.seed, captions=s.captions,
+            fallback=s.allow_fallback, rootdir=str(self.config.rootpath),
+        )
+        try:
+            self.cases = load_cases(sel)
+        except MtmcsError as exc:
+            raise pytest.UsageError(f"pytest-mtmcs could not load the benchmark data.\n{exc}") from None
+        return self.cases
+
+    def build_target(self) -> Target:
+        """The target under test, built once."""
+        if self.target is None:
+            from pytest_mtmcs.targets import TargetOptions, make_target
+
+            s = self.settings
+            opts = TargetOptions(
+                cache_dir=os.path.dirname(os.path.abspath(s.store)) or ".",
+                api_key_env=s.api_key_env, timeout_s=s.timeout, retries=s.retries,
+                batch_size=s.batch_size, caption_for_text=s.caption_for_text,
+            )
+            try:
+                self.target = make_target(s.target, opts)
+            except MtmcsError as exc:
+                raise pytest.UsageError(f"--mtmcs-target {s.target!r}: {exc}") from None
+        return self.target
+
+    def skip_reason(self, case: Case) -> str | None:
+        """Why a case is not run with this target, or None."""
+        target = self.build_target()
+        if case.modality == "multimodal" and not target.supports_images:
+            if not self.settings.caption_for_text:
+                return (f"{target.spec} is text-only: multimodal dialogue skipped "
+                        "(pass --mtmcs-caption-for-text to give it the caption instead)")
+            if not case.caption:
+                return None  # the engine reports the missing caption as a data error
+        return None
+
+    def start(self, items: list[pytest.Item]) -> None:
+        """Queue the cases of the selected items in run order and start rolling out."""
+        from pytest_mtmcs.chat import GenParams
+        from pytest_mtmcs.engine import Engine
+        from pytest_mtmcs.items import _MtmcsItem
+        from pytest_mtmcs.store import Store
+
+        s = self.settings
+        target = self.build_target()
+        self.store = Store(s.store)
+        self.engine = Engine(
+            target, self.store, params=GenParams(temperature=s.temperature, max_tokens=s.max_tokens),
+            concurrency=s.concurrency, keep_text=s.save_transcripts, prefetch=not self.is_worker,
+        )
+        seen: set[str] = set()
+        for item in items:
+            if isinstance(item, _MtmcsItem) and item.case.id not in seen:
+                seen.add(item.case.id)
+                if self.skip_reason(item.case) is None:
+                    use_caption = item.case.modality == "multimodal" and not target.supports_images
+                    self.engine.add(item.case, use_caption=use_caption)
+        self.engine.start()
+
+    def engine_for(self) -> Engine:
+        """The running engine (items call this in setup)."""
+        assert self.engine is not None, "the mtmcs engine was not started"
+        return self.engine
+
+    # ------------------------------------------------------------------ records
+    def _base(self, case: Case) -> dict[str, Any]:
+        return dict(split=case.split, row_id=case.row_id, modality=case.modality,
+                    safety=case.safety, target=self.settings.target)
+
+    def skip_record(self, case: Case, reason: str, q: Question | None = None) -> str:
+        """A JSON record for a skipped item."""
+        return self._record(case, "skip", reason, q)
+
+    def error_record(self, case: Case, exc: BaseException, q: Question | None = None) -> str:
+        """A JSON record for an errored item; the error's kind decides the exit code."""
+        kind = "target" if isinstance(exc, TargetError) else (
+            "data" if isinstance(exc, DataError) else "other")
+        if isinstance(exc, MtmcsError) and "its dialogue" in str(exc):
+            kind = "dependent"
+        return self._record(case, "error", f"{type(exc).__name__}: {exc}", q, kind)
+
+    def _record(self, case: Case, verdict: str, reason: str, q: Question | None,
+                error_kind: str | None = None) -> str:
+        from pytest_mtmcs.records import DialogueRecord, QuestionRecord
+
+        rec: Any
+        if q is None:
+            rec = DialogueRecord(id=case.id, verdict=verdict, reason=reason, **self._base(case))  # type: ignore[arg-type]
+        else:
+            rec = QuestionRecord(id=f"{case.id}-{q.suffix}", dialogue_id=case.id, kind=q.kind,
+                                 question_type=q.question_type, expected=q.answer,
+                                 verdict=verdict, reason=reason, **self._base(case))  # type: ignore[arg-type]
+        data = json.loads(rec.model_dump_json())
+        if error_kind:
+            data["error_kind"] = error_kind
+        return json.dumps(data)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """pytest hook (this object is registered as a plugin): aggregate item records."""
+        self.collect_report(report)
+
+    def collect_report(self, report: pytest.TestReport) -> None:
+        """Aggregate the record a (possibly remote) item attached to its teardown report."""
+        from pytest_mtmcs.items import PROP_DIALOGUE, PROP_QUESTION
+        from pytest_mtmcs.records import DialogueRecord, QuestionRecord
+
+        if report.when != "teardown":
+            return
+        for name, value in report.user_properties:
+            if name not in (PROP_DIALOGUE, PROP_QUESTION):
+                continue
+            data = json.loads(value)
+            kind = data.pop("error_kind", None)
+            if kind:
+                self.error_kinds.add(kind)
+            if name == PROP_DIALOGUE:
+                d = DialogueRecord.model_validate(data)
+                self.dialogues[d.id] = d
+            else:
+                q = QuestionRecord.model_validate(data)
+                self.questions[q.id] = q
+
+    def explain(self, case: Case, rec: DialogueRecord) -> str:
+        """The failure text of a dialogue item: what went wrong, turn by turn."""
+        lines = [f"{case.id}: {rec.reason}", f"  intent: {case.intent}"]
+        for i, t in enumerate(rec.turns, 1):
+            flag = "REFUSED" if t.refused else "answered"
+            if t.blocked_by:
+                flag += f" (blocked by {t.blocked_by})"
+            lines.append(f"  R{i}: {flag}")
+            if t.reply is not None:
+                lines.append(f"      user: {_clip(t.user or '')}")
+                lines.append(f"      assistant: {_clip(t.reply)}")
+        if rec.turns and rec.turns[0].reply is None:
+            lines.append("  (pass --mtmcs-save-transcripts to see the replies)")
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ progress
+    def item_started(self) -> None:
+        """Called as each item starts (resets the transient progress text)."""
+        self._shown = 0
+
+    def show_progress(self, waited: float) -> None:
+        """Show the rollout's progress next to a waiting item, on an interactive terminal only."""
+        if self.engine is None or waited < 1.0:
+            return
+        tr = self.config.pluginmanager.get_plugin("terminalreporter")
+        if tr is None or self.config.get_verbosity() < 0 or not sys.stdout.isatty():
+            return
+        text = f" [{self.engine.progress.line()}]"
+        erase = "\b" * self._shown + " " * self._shown + "\b" * self._shown
+        tr.write(erase + text, flush=True)
+        self._shown = len(text)
+
+    def clear_progress(self) -> None:
+        """Erase the transient progress text before pytest writes the item's outcome."""
+        tr = self.config.pluginmanager.get_plugin("terminalreporter")
+        if self._shown and tr is not None:
+            tr.write("\b" * self._shown + " " * self._shown + "\b" * self._shown, flush=True)
+        self._shown = 0
+
+    # ------------------------------------------------------------------ the end
+    def finish(self, session: pytest.Session) -> None:
+        """Stop the engine, write the report, decide the exit code (controller only)."""
+        if self.engine is not None:
+            self.engine.stop()
+        if self.store is not None:
+            self.store.close()
+        if self.is_worker:
+            return
+        if self.settings.report:
+            from pytest_mtmcs.report import write_json
+
+            write_json(self.build_report(), self.settings.report)
+        if "target" in self.error_kinds:
+            session.exitstatus = EXIT_INFRA
+        elif "data" in self.error_kinds and session.exitstatus in (0, 1):
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR
+
+    def build_report(self) -> Any:
+        """The run's `RunReport`."""
+        from dataclasses import asdict
+
+        from pytest_mtmcs.metrics import summarize
+        from pytest_mtmcs.report import RunReport
+
+        dialogues = sorted(self.dialogues.values(), key=lambda d: d.id)
+        questions = sorted(self.questions.values(), key=lambda q: q.id)
+        return RunReport(
+            target=self.settings.target, data=self.settings.data,
+            settings={k: v for k, v in asdict(self.settings).items()},
+            rollout=self.engine.progress.line() if self.engine else None,
+            summary=tuple(summarize(dialogues, questions)),
+            dialogues=tuple(dialogues), questions=tuple(questions),
+        )
+
+    def terminal_summary(self, tr: Any) -> None:
+        """The summary table printed at the end of the run."""
+        if not self.dialogues and not self.questions:
+            return
+        from pytest_mtmcs.metrics import summarize
+        from pytest_mtmcs.report import summary_lines
+
+        tr.section("mtmcs summary")
+        if self.engine is not None:
+            tr.write_line(self.engine.progress.line())
+        for line in summary_lines(summarize(self.dialogues.values(), self.questions.values())):
+            tr.write_line(line)
+        if "target" in self.error_kinds:
+            tr.write_line(f"model-server errors: results are incomplete; exit code {EXIT_INFRA} "
+                          "(retry the run; cached calls are not repeated)", red=True)
+        if self.settings.report:
+            tr.write_line(f"report written to {self.settings.report}")
+
+
+def _clip(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

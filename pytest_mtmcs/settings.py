@@ -1,0 +1,184 @@
+"""Run settings: every `--mtmcs-*` option, also readable from `[tool.pytest.ini_options]`.
+
+The command line wins over the ini file, which wins over the default. Bad values raise
+`pytest.UsageError` quoting the value and what is allowed. Import-light: no pydantic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Kept here rather than imported from bench.schema: this module is imported by the plugin at
+# start-up and must not pull in pydantic.
+SPLITS = ("type_a", "type_b")
+MODALITIES = ("multimodal", "unimodal")
+
+
+@dataclass(frozen=True)
+class Opt:
+    """One option: its flag name (without `--mtmcs-`), type, default and help."""
+
+    name: str
+    kind: str  # "str", "int", "float", "bool", "list"
+    default: Any
+    help: str
+    choices: tuple[str, ...] = ()
+
+
+OPTIONS: tuple[Opt, ...] = (
+    Opt("data", "str", "ND-25/MCS-bench",
+        "benchmark data: a parquet snapshot folder, a .jsonl file, or a Hugging Face dataset id"),
+    Opt("split", "list", "type_a,type_b", "splits to run (comma-separated)", SPLITS),
+    Opt("modality", "list", "multimodal,unimodal", "modalities to run (comma-separated)", MODALITIES),
+    Opt("limit", "int", None, "run only the first N rows of each split"),
+    Opt("sample", "int", None, "run a random N rows of each split (see --mtmcs-seed)"),
+    Opt("seed", "int", 0, "seed of --mtmcs-sample"),
+    Opt("target", "str", "baseline:refuse",
+        "model under test, e.g. openai:gpt-4o, openai+http://127.0.0.1:8000/v1:MODEL, hf:PATH, "
+        "smollm2, baseline:refuse"),
+    Opt("concurrency", "int", 16, "requests in flight at once"),
+    Opt("store", "str", ".mtmcs/store.sqlite", "sqlite store: call cache and resume journal"),
+    Opt("report", "str", None, "write the run's results as JSON to this path"),
+    Opt("captions", "str", None, "captions JSON (row id -> caption); default: captions.json beside the data"),
+    Opt("caption-for-text", "bool", False,
+        "text-only targets read the image caption in place of the image (else multimodal is skipped)"),
+    Opt("allow-fallback", "bool", False,
+        "fill an empty safe_/unsafe_ turn from r1/r3 as the official code does (default: data error)"),
+    Opt("temperature", "float", 0.1, "sampling temperature of every target call"),
+    Opt("max-tokens", "int", 128, "new tokens per dialogue turn"),
+    Opt("api-key-env", "str", "OPENAI_API_KEY", "environment variable holding the API key"),
+    Opt("timeout", "float", 120.0, "per-call timeout in seconds"),
+    Opt("retries", "int", 4, "retries of a failed call (timeouts, connection errors, 429, 5xx)"),
+    Opt("batch-size", "int", 16, "batch size of local transformers targets"),
+    Opt("save-transcripts", "bool", False, "keep dialogue text in reports (sensitive: unsafe requests)"),
+)
+
+
+def ini_name(opt: Opt) -> str:
+    """The ini key of an option, e.g. `mtmcs_max_tokens`."""
+    return "mtmcs_" + opt.name.replace("-", "_")
+
+
+def dest(opt: Opt) -> str:
+    """The argparse dest of an option."""
+    return "mtmcs_" + opt.name.replace("-", "_")
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Register `--mtmcs` and every `--mtmcs-*` option with its ini key."""
+    group = parser.getgroup("mtmcs", "MTMCS-Bench contextual safety (pytest-mtmcs)")
+    group.addoption("--mtmcs", action="store_true", default=False,
+                    help="run the MTMCS-Bench dialogues as test items")
+    parser.addini("mtmcs", "run MTMCS-Bench items even without --mtmcs", type="bool", default=False)
+    for opt in OPTIONS:
+        flag = f"--mtmcs-{opt.name}"
+        if opt.kind == "bool":
+            group.addoption(flag, action="store_const", const=True, default=None, dest=dest(opt),
+                            help=opt.help)
+        else:
+            group.addoption(flag, action="store", default=None, dest=dest(opt), help=opt.help,
+                            metavar=opt.name.upper().replace("-", "_"))
+        parser.addini(ini_name(opt), opt.help, type="bool" if opt.kind == "bool" else "string",
+                      default=opt.default if opt.kind == "bool" else None)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The parsed, validated options of one run."""
+
+    data: str
+    split: tuple[str, ...]
+    modality: tuple[str, ...]
+    limit: int | None
+    sample: int | None
+    seed: int
+    target: str
+    concurrency: int
+    store: str
+    report: str | None
+    captions: str | None
+    caption_for_text: bool
+    allow_fallback: bool
+    temperature: float
+    max_tokens: int
+    api_key_env: str
+    timeout: float
+    retries: int
+    batch_size: int
+    save_transcripts: bool
+
+
+def _convert(opt: Opt, raw: Any, source: str) -> Any:
+    if raw is None or (isinstance(raw, str) and raw.strip() == "" and opt.kind != "str"):
+        return opt.default if opt.kind != "list" else _convert(opt, opt.default, source)
+    if opt.kind == "bool":
+        return bool(raw)
+    text = str(raw).strip()
+    try:
+        if opt.kind == "int":
+            value: Any = int(text)
+            if value < (0 if opt.name == "seed" else 1):
+                raise ValueError
+            return value
+        if opt.kind == "float":
+            value = float(text)
+            if value < 0:
+                raise ValueError
+            return value
+    except ValueError:
+        what = "a non-negative integer" if opt.name == "seed" else (
+            "a positive integer" if opt.kind == "int" else "a non-negative number")
+        raise pytest.UsageError(f"{source} {text!r}: expected {what}") from None
+    if opt.kind == "list":
+        items = tuple(x.strip() for x in text.split(",") if x.strip())
+        bad = [x for x in items if x not in opt.choices]
+        if bad or not items:
+            raise pytest.UsageError(f"{source} {text!r}: expected a comma-separated list of "
+                                    f"{', '.join(opt.choices)}")
+        return tuple(dict.fromkeys(items))
+    return text
+
+
+def read_settings(config: pytest.Config) -> Settings:
+    """The run's settings: command line over ini over defaults."""
+    values: dict[str, Any] = {}
+    for opt in OPTIONS:
+        raw = config.getoption(dest(opt))
+        source = f"--mtmcs-{opt.name}"
+        base = Path(config.invocation_params.dir)
+        if raw is None:
+            ini = config.getini(ini_name(opt))
+            base = config.inipath.parent if config.inipath else config.rootpath
+            if opt.kind == "bool":
+                raw = ini if ini else None
+            elif ini not in (None, "", []):
+                raw, source = ini, f"ini option {ini_name(opt)} ="
+        value = _convert(opt, raw, source)
+        if opt.name in PATH_OPTIONS and isinstance(value, str):
+            value = _resolve_path(value, base, must_exist=opt.name in ("data", "captions"))
+        values[opt.name.replace("-", "_")] = value
+    return Settings(**values)
+
+
+PATH_OPTIONS = ("data", "store", "report", "captions")
+
+
+def _resolve_path(value: str, base: Path, *, must_exist: bool) -> str:
+    """Relative paths from the command line are taken from the invocation directory, those from
+    the ini file from the ini file's directory. A data value that is no existing path (a
+    dataset id such as ND-25/MCS-bench) is left as it is."""
+    prefix = ""
+    for p in ("parquet:", "jsonl:", "datasets:"):
+        if value.startswith(p):
+            prefix, value = p, value[len(p):]
+    path = Path(value)
+    if path.is_absolute():
+        return prefix + value
+    candidate = base / path
+    if must_exist and not candidate.exists():
+        return prefix + value
+    return prefix + str(candidate)

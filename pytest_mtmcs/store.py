@@ -1,0 +1,90 @@
+"""The sqlite store: a content-addressed cache of every model call.
+
+A call's key is the sha256 of (target identity, the full request with images by digest, the
+generation parameters), so a re-run with the same settings replays every reply from disk and a
+run killed half way resumes where it stopped: each reply is committed in its own transaction
+the moment it arrives (WAL mode, so concurrent readers and writers, including other xdist
+workers, never see a torn write).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from pytest_mtmcs.chat import Conversation, GenParams, Reply
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS calls (
+    key TEXT PRIMARY KEY,
+    target TEXT NOT NULL,
+    reply TEXT NOT NULL,
+    created REAL NOT NULL
+);
+"""
+
+
+def call_key(target_identity: str, conversation: Conversation, params: GenParams) -> str:
+    """Content address of one call."""
+    payload = {
+        "v": SCHEMA_VERSION,
+        "target": target_identity,
+        "messages": [m.key_view() for m in conversation],
+        "params": params.model_dump(),
+    }
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class Store:
+    """One sqlite file; safe to share between threads of a process and between processes."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(self.path), timeout=60.0, check_same_thread=False,
+                                   isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=60000")
+        with self._lock:
+            self._db.executescript(_SCHEMA)
+            row = self._db.execute("SELECT v FROM meta WHERE k='schema'").fetchone()
+            if row is None:
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
+                                 (str(SCHEMA_VERSION),))
+            elif int(row[0]) != SCHEMA_VERSION:
+                raise RuntimeError(f"store {self.path} has schema {row[0]}, this version reads "
+                                   f"{SCHEMA_VERSION}; use another --mtmcs-store or delete it")
+
+    def get(self, key: str) -> Reply | None:
+        """The cached reply for a call key, or None."""
+        with self._lock:
+            row = self._db.execute("SELECT reply FROM calls WHERE key=?", (key,)).fetchone()
+        return Reply.model_validate_json(row[0]) if row else None
+
+    def put(self, key: str, target_identity: str, reply: Reply) -> None:
+        """Record a reply (its own committed transaction)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO calls (key, target, reply, created) VALUES (?, ?, ?, ?)",
+                (key, target_identity, reply.model_dump_json(), time.time()),
+            )
+
+    def count(self) -> int:
+        """Number of cached calls."""
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM calls").fetchone()[0])
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,62 @@
+"""The Target contract: one abstract async method, defaults for the rest.
+
+A target is anything that answers a conversation: a model server, a local model, a baseline,
+a guardrail wrapping another target, or a judge. Targets are built from a URI-like spec by
+`pytest_mtmcs.targets.make_target`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from pydantic import BaseModel, ConfigDict
+
+from pytest_mtmcs.chat import Conversation, GenParams, Reply
+
+
+class TargetOptions(BaseModel):
+    """Settings every target factory receives (from the command line or ini)."""
+
+    model_config = ConfigDict(frozen=True)
+    cache_dir: str = ".mtmcs"
+    """Folder for derived artefacts (e.g. the converted SmolLM2 checkpoint)."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Environment variable holding the API key of OpenAI-compatible servers."""
+    timeout_s: float = 120.0
+    """Per-call timeout."""
+    retries: int = 4
+    """Retries after the first attempt for transient failures (timeouts, 429, 5xx)."""
+    batch_size: int = 16
+    """Largest batch a local model generates at once."""
+    caption_for_text: bool = False
+    """Text-only targets read the image caption in place of the image."""
+
+
+class Target(ABC):
+    """Answers conversations. Subclasses implement `respond`; everything else has a default."""
+
+    spec: str = "?"
+    """The spec this target was built from; part of every cache key."""
+    supports_images: bool = True
+    """False for text-only models: multimodal dialogues are skipped (or captioned)."""
+
+    @abstractmethod
+    async def respond(self, conversation: Conversation, params: GenParams) -> Reply:
+        """Answer the conversation's last user message, given the whole history."""
+
+    def identity(self) -> str:
+        """What distinguishes this target's replies in the cache (spec plus configuration)."""
+        return self.spec
+
+    def describe(self) -> str:
+        """One line for the terminal summary."""
+        return self.spec
+
+    async def respond_many(self, conversations: Sequence[Conversation],
+                           params: GenParams) -> list[Reply]:
+        """Answer several independent conversations; local models override this to batch."""
+        return [await self.respond(c, params) for c in conversations]
+
+    async def aclose(self) -> None:
+        """Release connections, threads and models."""
