@@ -100,13 +100,19 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
         self._stopping = False
+        self._inflight: dict[str, asyncio.Future[Reply]] = {}
 
     # ------------------------------------------------------------------ scheduling (any thread)
-    def add(self, case: Case, *, use_caption: bool = False) -> None:
-        """Queue a case (call before `start`, in the order items will run)."""
+    def add(self, case: Case, *, use_caption: bool = False,
+            questions: set[str] | None = None) -> None:
+        """Queue a case (call before `start`, in the order items will run).
+
+        `questions`: the suffixes of the questions to ask (default: all of the case's).
+        """
         job = _Job(case, use_caption)
         for q in case.questions:
-            job.questions[q.suffix] = Future()
+            if questions is None or q.suffix in questions:
+                job.questions[q.suffix] = Future()
         self._jobs[case.id] = job
         if self.prefetch:
             heapq.heappush(self._heap, (1, next(self._seq), case.id))
@@ -190,13 +196,30 @@ class Engine:
             await self._roll(job)
 
     async def _call(self, conversation: Conversation, params: GenParams) -> tuple[Reply, bool]:
+        """One target call through the store. Identical requests are made once: a request
+        already in flight is awaited, not repeated (Type A safe/unsafe share R1 and R2)."""
         key = call_key(self.target.identity(), conversation, params)
         cached = self.store.get(key)
         if cached is not None:
             self.progress.cached += 1
             return cached, True
-        reply = await self.target.respond(conversation, params)
+        pending = self._inflight.get(key)
+        if pending is not None:
+            reply = await asyncio.shield(pending)
+            self.progress.cached += 1
+            return reply, True
+        fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = fut
+        try:
+            reply = await self.target.respond(conversation, params)
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # mark retrieved: waiters re-raise it, nobody else must
+            raise
+        finally:
+            del self._inflight[key]
         self.store.put(key, self.target.identity(), reply)
+        fut.set_result(reply)
         self.progress.calls += 1
         return reply, False
 
@@ -240,7 +263,8 @@ class Engine:
         ))
         self._count_done()
         for q in case.questions:
-            await self._ask(job, q, replies)
+            if q.suffix in job.questions:
+                await self._ask(job, q, replies)
 
     async def _ask(self, job: _Job, q: Question, replies: list[str]) -> None:
         case = job.case

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
 if TYPE_CHECKING:
     from pytest_mtmcs.bench import Case
 
 
+@pytest.hookspec(firstresult=True)
 def pytest_mtmcs_select_cases(config: Any, cases: list[Case]) -> list[Case] | None:
     """Filter or reorder the benchmark dialogues before items are made; return the new list.
 
@@ -18,9 +21,6 @@ def pytest_mtmcs_select_cases(config: Any, cases: list[Case]) -> list[Case] | No
 
     The first implementation that returns a list wins (firstresult).
     """
-
-
-pytest_mtmcs_select_cases.firstresult = True  # type: ignore[attr-defined]
 
 
 def pytest_mtmcs_run_summary(config: Any, report: Any) -> None:

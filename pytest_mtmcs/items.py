@@ -42,7 +42,7 @@ class _MtmcsItem(pytest.Item):
         self.record: Any = None
 
     def reportinfo(self) -> tuple[Path | str, int | None, str]:
-        return Path(self.case.source.rsplit(":", 1)[0]), None, self.name
+        return self.path, None, self.name
 
     def _wait(self, fut: Future[Any]) -> Any:
         """Wait for a future, keeping the terminal's progress line alive."""
@@ -117,17 +117,50 @@ class QuestionItem(_MtmcsItem):
                                f"  question: {q.question}")
 
 
-def make_items(session: pytest.Session, cases: list[Case], mtmcs: MtmcsSession) -> list[pytest.Item]:
-    """The items of every case, in order: the dialogue, then its questions."""
-    items: list[pytest.Item] = []
-    for case in cases:
-        d = DialogueItem.from_parent(session, name=f"mtmcs[{case.id}]")
-        d._init(case, mtmcs)
-        items.append(d)
-        for q in case.questions:
-            qi = QuestionItem.from_parent(session, name=f"mtmcs[{case.id}-{q.suffix}]")
-            qi._init(case, mtmcs)
-            qi.add_marker(q.kind)
-            qi.question = q
-            items.append(qi)
-    return items
+class MtmcsSuite(pytest.Collector):
+    """The benchmark as a collector: node id = the data's label (its path relative to the
+    rootdir, or the dataset id), children = one item per dialogue and per question."""
+
+    mtmcs: MtmcsSession
+
+    @classmethod
+    def for_session(cls, session: pytest.Session, mtmcs: MtmcsSession) -> MtmcsSuite:
+        """The suite node for this run's data."""
+        data = mtmcs.settings.data.split(":", 1)[-1] if mtmcs.settings.data.startswith(
+            ("parquet:", "jsonl:", "datasets:")) else mtmcs.settings.data
+        path = Path(data)
+        if path.exists():
+            try:
+                label = path.resolve().relative_to(session.config.rootpath).as_posix()
+            except ValueError:
+                label = path.resolve().as_posix().lstrip("/")
+            node = cls.from_parent(session, name=label, path=path.resolve(), nodeid=label)
+        else:
+            node = cls.from_parent(session, name=data, nodeid=data)
+        node.mtmcs = mtmcs
+        return node
+
+    def collect(self) -> list[pytest.Item]:
+        """The items of every case, in order: the dialogue, then its questions."""
+        mt = self.mtmcs
+        cases = mt.cases
+        chosen = self.config.hook.pytest_mtmcs_select_cases(config=self.config, cases=list(cases))
+        if chosen is not None:
+            cases = chosen
+        items: list[pytest.Item] = []
+        # Ids are built like a parametrized test's ("label::mtmcs[param]") so that they compare
+        # equal to ids parsed back from strings (the --lf cache, --deselect, xdist).
+        base = self.id.child("mtmcs")
+        for case in cases:
+            d = DialogueItem.from_parent(self, name=f"mtmcs[{case.id}]",
+                                         nodeid=base.with_params(case.id))
+            d._init(case, mt)
+            items.append(d)
+            for q in case.questions:
+                qi = QuestionItem.from_parent(self, name=f"mtmcs[{case.id}-{q.suffix}]",
+                                              nodeid=base.with_params(f"{case.id}-{q.suffix}"))
+                qi._init(case, mt)
+                qi.add_marker(q.kind)
+                qi.question = q
+                items.append(qi)
+        return items

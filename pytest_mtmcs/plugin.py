@@ -60,8 +60,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # The session object receives pytest_runtest_logreport for every report, local or shipped
     # by an xdist worker, and aggregates the records riding on them.
     config.pluginmanager.register(mt, "mtmcs-session")
-    if not mt.is_worker and not _xdist_controller(config):
-        mt.load_cases()  # fail fast on bad data, before collecting anything else
+    mt.load_cases()  # fail fast on bad data (a usage error), before collecting anything
 
 
 def _xdist_controller(config: pytest.Config) -> bool:
@@ -69,19 +68,17 @@ def _xdist_controller(config: pytest.Config) -> bool:
                 getattr(config.option, "numprocesses", None))
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
-                                  items: list[pytest.Item]) -> None:
-    mt = _session(config)
-    if mt is None:
-        return
-    from pytest_mtmcs.items import make_items
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector):  # type: ignore[no-untyped-def]
+    # The benchmark joins the collection tree as one more top-level collector, so its items
+    # are counted, selected (-k, -m, --lf, --deselect) and reported like any other test.
+    report = yield
+    mt = _session(collector.config)
+    if mt is not None and isinstance(collector, pytest.Session) and report.passed:
+        from pytest_mtmcs.items import MtmcsSuite
 
-    cases = mt.cases or mt.load_cases()
-    chosen = config.hook.pytest_mtmcs_select_cases(config=config, cases=list(cases))
-    if chosen is not None:
-        cases = chosen
-    items.extend(make_items(session, cases, mt))
+        report.result.append(MtmcsSuite.for_session(collector, mt))
+    return report
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -96,7 +96,7 @@ class MtmcsSession:
         """Queue the cases of the selected items in run order and start rolling out."""
         from pytest_mtmcs.chat import GenParams
         from pytest_mtmcs.engine import Engine
-        from pytest_mtmcs.items import _MtmcsItem
+        from pytest_mtmcs.items import QuestionItem, _MtmcsItem
         from pytest_mtmcs.store import Store
 
         s = self.settings
@@ -106,13 +106,16 @@ class MtmcsSession:
             target, self.store, params=GenParams(temperature=s.temperature, max_tokens=s.max_tokens),
             concurrency=s.concurrency, keep_text=s.save_transcripts, prefetch=not self.is_worker,
         )
-        seen: set[str] = set()
+        wanted: dict[str, tuple[Case, set[str]]] = {}
         for item in items:
-            if isinstance(item, _MtmcsItem) and item.case.id not in seen:
-                seen.add(item.case.id)
-                if self.skip_reason(item.case) is None:
-                    use_caption = item.case.modality == "multimodal" and not target.supports_images
-                    self.engine.add(item.case, use_caption=use_caption)
+            if isinstance(item, _MtmcsItem):
+                _, suffixes = wanted.setdefault(item.case.id, (item.case, set()))
+                if isinstance(item, QuestionItem):
+                    suffixes.add(item.question.suffix)
+        for case, suffixes in wanted.values():
+            if self.skip_reason(case) is None:
+                use_caption = case.modality == "multimodal" and not target.supports_images
+                self.engine.add(case, use_caption=use_caption, questions=suffixes)
         self.engine.start()
 
     def engine_for(self) -> Engine:
@@ -226,10 +229,13 @@ class MtmcsSession:
             self.store.close()
         if self.is_worker:
             return
-        if self.settings.report:
-            from pytest_mtmcs.report import write_json
+        if self.dialogues or self.questions:
+            report = self.build_report()
+            self.config.hook.pytest_mtmcs_run_summary(config=self.config, report=report)
+            if self.settings.report:
+                from pytest_mtmcs.report import write_json
 
-            write_json(self.build_report(), self.settings.report)
+                write_json(report, self.settings.report)
         if "target" in self.error_kinds:
             session.exitstatus = EXIT_INFRA
         elif "data" in self.error_kinds and session.exitstatus in (0, 1):

@@ -35,7 +35,8 @@ def png_bytes(seed: int = 0, size: int = 16) -> bytes:
 
 
 def dialogue(tag: str) -> dict[str, str]:
-    """A dialogue family whose every turn names its field, so tests can see what was sent."""
+    """A dialogue family whose every turn names its family, row and field ("MM3 r2 turn"), so
+    tests can see what was sent and no two rows share a request."""
     return {k: f"{tag} {k} turn" for k in
             ("r1", "r2", "r3", "safe_r1", "unsafe_r1", "safe_r3", "unsafe_r3")}
 
@@ -48,8 +49,8 @@ def row(row_id: int, *, image: bytes | None = None, **overrides: Any) -> dict[st
         "image": {"bytes": img, "path": f"{row_id}.png"},
         "variant_images": [{"bytes": img, "path": f"{row_id}_v{i}.png"} for i in range(3)],
         "unsafe_intent": f"abstract harmful goal {row_id}",
-        "multimodal_dialogue": dialogue("MM"),
-        "unimodal_dialogue": dialogue("UM"),
+        "multimodal_dialogue": dialogue(f"MM{row_id}"),
+        "unimodal_dialogue": dialogue(f"UM{row_id}"),
     }
     for mod in ("multimodal", "unimodal"):
         r[f"{mod}_mcq"] = [

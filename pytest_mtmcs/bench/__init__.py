@@ -90,9 +90,9 @@ def load_captions(sel: DataSelection, kind: str, where: Path | str) -> dict[str,
         if not path.is_file():
             raise DataError("captions file does not exist", file=str(path))
     else:
-        base = Path(where) if kind == "parquet" else Path(where).parent
-        path = base / "captions.json"
-        if kind == "datasets" or not path.is_file():
+        base = Path(where) if kind != "jsonl" else Path(where).parent
+        path = base / "captions.json"  # a local `datasets:` folder may carry one too
+        if not path.is_file():
             return jsonl_captions(Path(where)) if kind == "jsonl" else {}
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))

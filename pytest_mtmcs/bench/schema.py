@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Split = Literal["type_a", "type_b"]
 SPLITS: tuple[Split, ...] = ("type_a", "type_b")
@@ -64,6 +64,13 @@ class MCQItem(_Frozen):
         if len(v) != 1 or v not in LETTERS:
             raise ValueError(f"expected one letter A-{LETTERS[-1]}, got {v!r}")
         return v
+
+    @model_validator(mode="after")
+    def _truth_is_an_option(self) -> MCQItem:
+        if LETTERS.index(self.ground_truth) >= len(self.options):
+            raise ValueError(f"ground_truth {self.ground_truth!r} names no option: there are "
+                             f"{len(self.options)} options (A-{LETTERS[len(self.options) - 1]})")
+        return self
 
     @property
     def on(self) -> Safety:

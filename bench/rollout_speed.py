@@ -1,0 +1,162 @@
+"""Rollout speed against a local OpenAI-compatible load server, measured in one run.
+
+    python bench/rollout_speed.py [--rows 250] [--latency 0.2] [--concurrency 32]
+
+Prints one markdown table for the README:
+- bare:   a bare asyncio loop making the same calls (3 turns per dialogue, growing history,
+          image on the last user message) through the same `openai` client, same concurrency;
+- mtmcs:  `pytest --mtmcs` (dialogue items only) with a fresh store, whole process wall time;
+- warm:   the same pytest command again (every call cached) against the same number of trivial
+          parametrized tests;
+- serial: the official release's way, one request at a time, on a slice, extrapolated
+          per call to the same number of calls (so the speed-up is a ratio from this run);
+- ideal:  calls x latency / concurrency.
+The load server runs in its own process so it does not share the client's GIL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+import synth  # noqa: E402
+
+
+def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen([sys.executable, "-m", "pytest_mtmcs.testing.server", "--port", "0",
+                             "--latency", str(latency)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if not line.startswith("READY "):
+        proc.kill()
+        raise SystemExit(f"load server did not start: {line!r}")
+    return proc, line.split(" ", 1)[1]
+
+
+def dialogues(data: Path) -> list[tuple[list[str], str | None]]:
+    """(three user turns, image data URI or None) per dialogue, as the protocol assembles them."""
+    from pytest_mtmcs.bench import DataSelection, load_cases
+    from pytest_mtmcs.chat import data_uri
+
+    out = []
+    uris: dict[int, str] = {}
+    for c in load_cases(DataSelection(data=str(data))):
+        uri = None
+        if c.image is not None:
+            uri = uris.get(c.row_id) or uris.setdefault(c.row_id, data_uri(c.image))
+        out.append((list(c.turns), uri))
+    return out
+
+
+async def bare_loop(url: str, work: list[tuple[list[str], str | None]], concurrency: int) -> int:
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=url, api_key="bench", max_retries=0, timeout=120)
+    queue = list(reversed(work))
+    calls = 0
+
+    async def worker() -> None:
+        nonlocal calls
+        while queue:
+            turns, uri = queue.pop()
+            history: list[dict] = []
+            for t in turns:
+                last = {"role": "user", "content": t if uri is None else [
+                    {"type": "image_url", "image_url": {"url": uri}}, {"type": "text", "text": t}]}
+                resp = await client.chat.completions.create(
+                    model="bench", messages=[*history, last], temperature=0.1, max_tokens=128)
+                calls += 1
+                history += [{"role": "user", "content": t},
+                            {"role": "assistant", "content": resp.choices[0].message.content}]
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await client.close()
+    return calls
+
+
+def timed(cmd: list[str], cwd: Path) -> tuple[float, str]:
+    t = time.perf_counter()
+    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    tail = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else res.stderr[-500:]
+    if res.returncode not in (0, 1):
+        raise SystemExit(f"command failed ({res.returncode}): {' '.join(cmd)}\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
+    return wall, tail
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=250, help="rows per split (4 dialogues each)")
+    ap.add_argument("--latency", type=float, default=0.2)
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--serial-dialogues", type=int, default=20)
+    a = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="mtmcs-bench-"))
+    data = synth.build(tmp / "data", a.rows, ROOT / "fixtures" / "mtmcs-sample", None)
+    work = dialogues(data)
+    n_calls = 3 * len(work)
+    ideal = n_calls * a.latency / a.concurrency
+    server, url = start_server(a.latency)
+    try:
+        t = time.perf_counter()
+        bare_calls = asyncio.run(bare_loop(url, work, a.concurrency))
+        bare = time.perf_counter() - t
+        assert bare_calls == n_calls
+
+        t = time.perf_counter()
+        asyncio.run(bare_loop(url, work[: a.serial_dialogues], 1))
+        serial_per_call = (time.perf_counter() - t) / (3 * a.serial_dialogues)
+        serial = serial_per_call * n_calls
+
+        cmd = [sys.executable, "-m", "pytest", "--mtmcs", f"--mtmcs-data={data}",
+               f"--mtmcs-target=openai+{url}:bench", f"--mtmcs-concurrency={a.concurrency}",
+               f"--mtmcs-store={tmp / 'store.sqlite'}", "-m", "not mcq and not tf",
+               "-p", "no:cacheprovider", "-q", "-p", "no:randomly", str(tmp)]
+        cold, cold_tail = timed(cmd, tmp)
+        warm, _ = timed(cmd, tmp)
+        (tmp / "test_trivial.py").write_text(
+            "import pytest\n\n"
+            f"@pytest.mark.parametrize('i', range({len(work)}))\n"
+            "def test_trivial(i):\n    assert i >= 0\n")
+        trivial, _ = timed([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+                            str(tmp / "test_trivial.py")], tmp)
+    finally:
+        server.terminate()
+        server.wait()
+
+    rows = [
+        ("dialogues / calls", f"{len(work)} / {n_calls}"),
+        ("ideal (calls x latency / concurrency)", f"{ideal:.1f} s"),
+        ("bare asyncio loop, same client and concurrency", f"{bare:.1f} s ({bare / ideal:.2f}x ideal)"),
+        ("pytest --mtmcs, cold store (whole process)",
+         f"{cold:.1f} s ({cold / bare:.2f}x bare, {cold / ideal:.2f}x ideal)"),
+        ("official way: one request at a time (per-call time x calls)",
+         f"{serial:.0f} s (pytest-mtmcs is {serial / cold:.1f}x faster)"),
+        ("pytest --mtmcs, cache-warm re-run", f"{warm:.1f} s ({warm / trivial:.2f}x trivial)"),
+        (f"pytest, {len(work)} trivial parametrized tests", f"{trivial:.1f} s"),
+    ]
+    print(f"latency {a.latency * 1000:.0f} ms, concurrency {a.concurrency}, {os.cpu_count()} CPUs; "
+          f"last pytest line: {cold_tail}\n")
+    print("| measure | value |\n| --- | --- |")
+    for k, v in rows:
+        print(f"| {k} | {v} |")
+    print(json.dumps({"ideal": ideal, "bare": bare, "mtmcs": cold, "warm": warm, "trivial": trivial,
+                      "serial_estimate": serial, "calls": n_calls}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""Running `pytest --mtmcs` in a pytester sandbox, and reading what it wrote."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+def run_mtmcs(pytester: pytest.Pytester, data: Path, *args: str, target: str = "baseline:refuse",
+              subprocess: bool = False) -> pytest.RunResult:
+    """Run pytest --mtmcs on a dataset, with the store and the JSON report in the sandbox.
+
+    Runs with xdist (`-n...`) or `subprocess=True` go through a real subprocess.
+    """
+    argv = ["--mtmcs", f"--mtmcs-data={data}", f"--mtmcs-target={target}",
+            f"--mtmcs-store={pytester.path / 'store.sqlite'}",
+            f"--mtmcs-report={pytester.path / 'report.json'}", *args]
+    if subprocess or any(a.startswith("-n") for a in args):
+        return pytester.runpytest_subprocess(*argv)
+    return pytester.runpytest(*argv)
+
+
+def load_report(pytester: pytest.Pytester) -> dict[str, Any]:
+    """The JSON report the last run wrote."""
+    return json.loads((pytester.path / "report.json").read_text())
+
+
+def rates(report: dict[str, Any]) -> dict[tuple[str, str], tuple[float | None, float | None]]:
+    """(split, modality) -> (refusal rate on unsafe, over-refusal rate on safe)."""
+    out = {}
+    for g in report["summary"]:
+        r, o = g["refusal_rate_unsafe"], g["over_refusal_rate_safe"]
+        out[(g["split"], g["modality"])] = (r["k"] / r["n"] if r["n"] else None,
+                                            o["k"] / o["n"] if o["n"] else None)
+    return out
