@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_mtmcs.errors import DataError, MtmcsError, TargetError
+from pytest_mtmcs.errors import MtmcsError
 
 if TYPE_CHECKING:
     from pytest_mtmcs.bench import Case, Question
@@ -24,6 +24,13 @@ if TYPE_CHECKING:
 
 PROP_DIALOGUE = "mtmcs_dialogue"
 PROP_QUESTION = "mtmcs_question"
+
+
+def _error(exc: BaseException) -> None:
+    """Re-raise a setup failure; our own errors become one clear paragraph, no traceback."""
+    if isinstance(exc, MtmcsError):
+        pytest.fail(f"{type(exc).__name__}: {exc}", pytrace=False)
+    raise exc
 
 
 class MtmcsVerdict(Exception):
@@ -59,7 +66,7 @@ class _MtmcsItem(pytest.Item):
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, MtmcsVerdict):
             return str(excinfo.value)
-        if isinstance(excinfo.value, (MtmcsError, TargetError, DataError)):
+        if isinstance(excinfo.value, MtmcsError):
             kind = type(excinfo.value).__name__
             return f"{kind}: {excinfo.value}"
         return super().repr_failure(excinfo, style=style)
@@ -78,7 +85,7 @@ class DialogueItem(_MtmcsItem):
             self.record = self._wait(self.mtmcs.engine_for().dialogue(self.case.id))
         except BaseException as exc:
             self.user_properties.append((PROP_DIALOGUE, self.mtmcs.error_record(self.case, exc)))
-            raise
+            _error(exc)
         self.user_properties.append((PROP_DIALOGUE, self.record.model_dump_json()))
 
     def runtest(self) -> None:
@@ -104,10 +111,10 @@ class QuestionItem(_MtmcsItem):
         except BaseException as exc:
             self.user_properties.append(
                 (PROP_QUESTION, self.mtmcs.error_record(self.case, exc, self.question)))
-            raise
+            _error(exc)
         self.user_properties.append((PROP_QUESTION, self.record.model_dump_json()))
         if self.record.verdict == "error":
-            raise MtmcsError(self.record.reason or "the question errored")
+            _error(MtmcsError(self.record.reason or "the question errored"))
 
     def runtest(self) -> None:
         rec = self.record

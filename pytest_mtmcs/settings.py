@@ -121,16 +121,16 @@ def _convert(opt: Opt, raw: Any, source: str) -> Any:
     try:
         if opt.kind == "int":
             value: Any = int(text)
-            if value < (0 if opt.name == "seed" else 1):
+            if value < (0 if opt.name in ("seed", "retries") else 1):
                 raise ValueError
             return value
         if opt.kind == "float":
             value = float(text)
-            if value < 0:
+            if value < 0 or (opt.name == "timeout" and value == 0):
                 raise ValueError
             return value
     except ValueError:
-        what = "a non-negative integer" if opt.name == "seed" else (
+        what = "a non-negative integer" if opt.name in ("seed", "retries") else (
             "a positive integer" if opt.kind == "int" else "a non-negative number")
         raise pytest.UsageError(f"{source} {text!r}: expected {what}") from None
     if opt.kind == "list":

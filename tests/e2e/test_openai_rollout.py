@@ -27,7 +27,7 @@ def _user_texts(body: dict[str, Any]) -> list[str]:
     out = []
     for m in body["messages"]:
         c = m["content"]
-        out.append(c if isinstance(c, str) else " ".join(p.get("text", "") for p in c))
+        out.append(c if isinstance(c, str) else " ".join(p["text"] for p in c if p["type"] == "text"))
     return out
 
 
@@ -132,11 +132,13 @@ def test_server_error_status_is_reported(pytester: pytest.Pytester, dataset: Pat
     from pytest_mtmcs.testing import FaultPlan
 
     with MockOpenAIServer(faults=FaultPlan(rate=1.0, kinds=("http_503",))) as srv:
+        url = srv.base_url
         result = run_mtmcs(pytester, dataset, *DIALOGUES_ONLY, "--mtmcs-retries=0",
                            "--mtmcs-split=type_b", "--mtmcs-limit=1", "--mtmcs-modality=unimodal",
                            target=_spec(srv))
     result.assert_outcomes(errors=2, deselected=4)
-    result.stdout.fnmatch_lines([f"*TargetError: {srv.base_url} answered HTTP 503*"])
+    result.stdout.fnmatch_lines([f"*TargetError: {url} answered HTTP 503*"])
+    result.stdout.no_fnmatch_line("*Traceback*")
 
 
 def test_killed_run_resumes_without_repeating_calls(pytester: pytest.Pytester, dataset: Path) -> None:
