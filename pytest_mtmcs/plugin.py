@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_mtmcs.settings import add_options
+from pytest_mtmcs.settings import STASH_KEY, add_options
 
 if TYPE_CHECKING:
     from pytest_mtmcs.session import MtmcsSession
@@ -43,8 +43,6 @@ def _active(config: pytest.Config) -> bool:
 
 
 def _session(config: pytest.Config) -> MtmcsSession | None:
-    from pytest_mtmcs.session import STASH_KEY
-
     return config.stash.get(STASH_KEY, None)
 
 
@@ -53,7 +51,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: {text}")
     if not _active(config):
         return
-    from pytest_mtmcs.session import STASH_KEY, MtmcsSession
+    from pytest_mtmcs.session import MtmcsSession
 
     mt = MtmcsSession(config)
     config.stash[STASH_KEY] = mt

@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_mtmcs.errors import EXIT_INFRA, DataError, MtmcsError, SpecError, TargetError
-from pytest_mtmcs.settings import Settings, read_settings
+from pytest_mtmcs.settings import STASH_KEY, Settings, read_settings
+
+__all__ = ["STASH_KEY", "MtmcsSession"]
 
 if TYPE_CHECKING:
     from pytest_mtmcs.bench import Case, Question
@@ -19,7 +21,6 @@ if TYPE_CHECKING:
     from pytest_mtmcs.store import Store
     from pytest_mtmcs.targets.base import Target
 
-STASH_KEY: pytest.StashKey[MtmcsSession] = pytest.StashKey()
 
 
 class MtmcsSession:

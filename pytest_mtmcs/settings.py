@@ -8,9 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from pytest_mtmcs.session import MtmcsSession
+
+STASH_KEY: pytest.StashKey[MtmcsSession] = pytest.StashKey()
+"""Where the run's `MtmcsSession` lives in `config.stash` (only when --mtmcs is on)."""
 
 # Kept here rather than imported from bench.schema: this module is imported by the plugin at
 # start-up and must not pull in pydantic.

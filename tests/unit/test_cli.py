@@ -1,0 +1,32 @@
+"""The `mtmcs` console script, run as a real subprocess."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from _runs import run_mtmcs
+
+
+def _mtmcs(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pytest_mtmcs.cli", *args], capture_output=True,
+                          text=True)
+
+
+def test_summary_of_a_stored_run(pytester: pytest.Pytester, dataset: Path) -> None:
+    run_mtmcs(pytester, dataset, "-m", "not mcq and not tf", target="baseline:refuse")
+    out = _mtmcs("summary", str(pytester.path / "report.json"))
+    assert out.returncode == 0, out.stderr
+    assert "target baseline:refuse" in out.stdout
+    assert "type_b unimodal   1.00 (2/2)       1.00 (2/2)" in out.stdout
+
+
+def test_summary_of_a_bad_file(tmp_path: Path) -> None:
+    bad = tmp_path / "x.json"
+    bad.write_text('{"version": 1}')
+    out = _mtmcs("summary", str(bad))
+    assert out.returncode == 2
+    assert "not a pytest-mtmcs report" in out.stderr
+    assert _mtmcs("summary", str(tmp_path / "missing.json")).returncode == 2
