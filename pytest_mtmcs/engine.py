@@ -231,6 +231,11 @@ class Engine:
         try:
             if case.image is not None and not job.use_caption:
                 check_image(case)
+            if job.use_caption and not case.caption:
+                raise DataError("no caption for this row, and the text-only target reads the "
+                                "caption in place of the image: add it to the captions file "
+                                "(--mtmcs-captions)", file=case.source, row=case.row_id,
+                                field="caption")
             for t in range(3):
                 request = turn_request(case, t, replies, use_caption=job.use_caption)
                 reply, was_cached = await self._call(request, self.params)

@@ -98,6 +98,9 @@ class OpenAICompatTarget(Target):
                               f"{_short(str(exc.__cause__ or exc))}", url=self.url) from None
         except openai.OpenAIError as exc:
             raise TargetError(f"{self.url}: {_short(str(exc))}", url=self.url) from None
+        except ValueError as exc:  # the SDK lets a malformed JSON body through as JSONDecodeError
+            raise TargetError(f"{self.url} answered with a body that is not valid JSON: "
+                              f"{_short(str(exc))}", url=self.url) from None
         if not getattr(resp, "choices", None):
             raise TargetError(f"{self.url} answered without choices", url=self.url)
         msg = resp.choices[0].message

@@ -128,17 +128,23 @@ def test_unreachable_server_errors_items_with_url(pytester: pytest.Pytester, dat
     assert report["summary"][0]["errored"] == 2
 
 
-def test_server_error_status_is_reported(pytester: pytest.Pytester, dataset: Path) -> None:
+@pytest.mark.parametrize("fault, message", [
+    ("http_503", "answered HTTP 503"),
+    ("malformed", "answered with a body that is not valid JSON"),
+])
+def test_server_faults_error_the_items(pytester: pytest.Pytester, dataset: Path, fault: str,
+                                       message: str) -> None:
     from pytest_mtmcs.testing import FaultPlan
 
-    with MockOpenAIServer(faults=FaultPlan(rate=1.0, kinds=("http_503",))) as srv:
+    with MockOpenAIServer(faults=FaultPlan.always(fault)) as srv:  # type: ignore[arg-type]
         url = srv.base_url
         result = run_mtmcs(pytester, dataset, *DIALOGUES_ONLY, "--mtmcs-retries=0",
                            "--mtmcs-split=type_b", "--mtmcs-limit=1", "--mtmcs-modality=unimodal",
                            target=_spec(srv))
     result.assert_outcomes(errors=2, deselected=4)
-    result.stdout.fnmatch_lines([f"*TargetError: {url} answered HTTP 503*"])
+    result.stdout.fnmatch_lines([f"*TargetError: {url} {message}*"])
     result.stdout.no_fnmatch_line("*Traceback*")
+    assert result.ret == 75
 
 
 def test_killed_run_resumes_without_repeating_calls(pytester: pytest.Pytester, dataset: Path) -> None:
@@ -176,3 +182,4 @@ def _key(body: dict[str, Any]) -> str:
     import json
 
     return json.dumps(body["messages"], sort_keys=True)
+

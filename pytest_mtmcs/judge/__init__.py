@@ -1,0 +1,1 @@
+"""Judges of assistant replies: refusal detection and intent-answer parsing."""

@@ -1,0 +1,486 @@
+"""A real OpenAI-compatible chat-completions server on 127.0.0.1, stdlib only.
+
+For the project's tests, load benchmarks and users' own tests:
+
+    with MockOpenAIServer(reply=lambda body: "No.", latency_s=0.05,
+                          faults=FaultPlan.burst("http_503", first=2)) as srv:
+        client = openai.AsyncOpenAI(base_url=srv.base_url, api_key="x")
+        ...
+        assert srv.calls[0].body["model"] == "my-model"
+
+As a process:  python -m pytest_mtmcs.testing.server --port 0 --latency 0.2 --log calls.jsonl
+prints `READY http://127.0.0.1:PORT/v1` once listening and stops on SIGTERM/SIGINT.
+
+Calls are numbered 0, 1, 2, ... in arrival order (since start or the last `reset()`); fault
+schedules and `hold_after` refer to these numbers. One thread per connection, HTTP/1.1
+keep-alive, a deep listen backlog: 64+ concurrent slow calls cost threads that sleep, not CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from socketserver import TCPServer
+from typing import IO, TYPE_CHECKING, Any, cast
+
+from pytest_mtmcs.testing.faults import FAULT_KINDS, FaultKind, FaultPlan
+from pytest_mtmcs.testing.wire import (
+    FAULT_ANSWERS,
+    MALFORMED_BODY,
+    ReplyFn,
+    chat_completion,
+    default_reply,
+    error,
+    model_entry,
+)
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = ["FAULT_KINDS", "FaultKind", "FaultPlan", "MockOpenAIServer", "RecordedCall", "default_reply",
+           "main"]
+
+_HOST = "127.0.0.1"
+_ALLOWED_HOSTS = ("127.0.0.1", "localhost")
+_MAX_BODY = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RecordedCall:
+    """One POST /v1/chat/completions as the server saw it (a snapshot; the log replaces it)."""
+
+    body: dict[str, Any]
+    """The parsed JSON body; {} when it was not a JSON object."""
+    headers: dict[str, str]
+    """Request headers, names lower-cased."""
+    received_at: float
+    """time.time() when the request had been read."""
+    status: int
+    """HTTP status answered; 0 while in flight and for calls closed unanswered (hang, drop)."""
+    completed: bool
+    """True once the whole response went to the socket (set just before the final write, so a
+    client holding the reply always sees True; reset to False if that write fails)."""
+    index: int = 0
+    """Call number since start or the last reset."""
+    fault: FaultKind | None = None
+    """The injected fault, if any."""
+
+
+class _Abort(Exception):
+    """Close the connection without an answer."""
+
+
+def _check_host(host: str) -> str:
+    if host not in _ALLOWED_HOSTS:
+        raise ValueError(f"MockOpenAIServer binds only to the loopback interface; host {host!r} is "
+                         f"not allowed (allowed: {', '.join(_ALLOWED_HOSTS)})")
+    return _HOST
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: every answer carries Content-Length
+    server_version = "MockOpenAI/1.0"
+    sys_version = ""
+    disable_nagle_algorithm = True
+    server: _HTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: no stderr line per request
+        pass
+
+    def _route(self) -> None:
+        mock, method = self.server.mock, self.command
+        try:
+            if mock.down:
+                raise _Abort
+            path = self.path.split("?", 1)[0].rstrip("/")
+            raw = self._read_body()
+            if method == "POST" and path == "/v1/chat/completions":
+                self._chat(mock, raw)
+            elif method == "GET" and path in ("/v1/models", f"/v1/models/{mock.model_name}"):
+                model = model_entry(mock.model_name)
+                self._send(200, model if path != "/v1/models" else {"object": "list", "data": [model]})
+            else:
+                self._send(404, error(f"Invalid URL ({method} {path})", "invalid_request_error",
+                                       "unknown_url"))
+        except (_Abort, OSError):
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _route
+
+    def _read_body(self) -> bytes:
+        try:
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                chunks = []
+                while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline()
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return b"".join(chunks)
+            length = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            raise _Abort from None  # framing lost: the connection cannot be reused
+        if not 0 <= length <= _MAX_BODY:
+            raise _Abort
+        return self.rfile.read(length) if length else b""
+
+    def _chat(self, mock: MockOpenAIServer, raw: bytes) -> None:
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        call = mock._begin(body if isinstance(body, dict) else {}, headers, raw)
+        status, completed = 0, False
+        try:
+            if not mock._wait_hold(call) or mock._stopping.wait(mock._delay()):
+                raise _Abort
+            if call.fault == "hang":
+                mock._stopping.wait(call.plan.hang_s if call.plan else 0.0)
+                raise _Abort
+            if call.fault == "drop":
+                raise _Abort
+            if call.fault == "malformed":
+                status, payload, extra = 200, MALFORMED_BODY, {}
+            elif call.fault is not None:
+                status, err = FAULT_ANSWERS[call.fault]
+                payload = json.dumps(err).encode()
+                ra = call.plan.retry_after_s if call.plan else 1.0
+                extra = {"Retry-After": f"{ra:g}"} if call.fault == "http_429" else {}
+            else:
+                status, answer = chat_completion(body, mock._reply, mock.model_name, call.index)
+                payload, extra = json.dumps(answer).encode(), {}
+            completed = self._send(status, payload, extra,
+                                   on_last_write=lambda: mock._mark_answered(call, status))
+        finally:
+            mock._finish(call, status, completed)
+
+    def _send(self, status: int, payload: dict[str, Any] | bytes, extra: Mapping[str, str] = {},
+              on_last_write: Callable[[], None] | None = None) -> bool:
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        lines = [f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}",
+                 f"Server: {self.server_version}", f"Date: {self.date_time_string()}",
+                 "Content-Type: application/json", f"Content-Length: {len(data)}"]
+        lines += [f"{k}: {v}" for k, v in extra.items()]
+        if self.close_connection:
+            lines.append("Connection: close")
+        if on_last_write is not None:
+            on_last_write()
+        # One write for head and body: no Nagle/delayed-ACK stall between two small segments.
+        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + data)
+        return True
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False  # stop() closes connections itself; idle keep-alives would block join
+    request_queue_size = 2048  # the default 5 resets connections under a burst of clients
+
+    def __init__(self, port: int, mock: MockOpenAIServer) -> None:
+        self.mock = mock
+        self.conns: set[socket.socket] = set()
+        self.conns_cv = threading.Condition()
+        self.opened = 0
+        super().__init__((_HOST, port), _Handler)
+
+    def server_bind(self) -> None:
+        _check_host(str(self.server_address[0]))
+        TCPServer.server_bind(self)
+        self.server_name, self.server_port = _HOST, int(self.server_address[1])  # no getfqdn lookup
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        if self.mock.down:  # refused-like: reset the fresh connection
+            request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return False
+        return True
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.conns_cv:
+            self.conns.add(request)
+            self.opened += 1
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self.conns_cv:
+                self.conns.discard(request)
+                self.conns_cv.notify_all()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], OSError):  # clients hanging up are normal here
+            super().handle_error(request, client_address)
+
+    def close_connections(self, wait_s: float = 0.0) -> None:
+        with self.conns_cv:
+            for conn in list(self.conns):
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)  # wakes a handler blocked in recv
+                except OSError:
+                    pass
+            self.conns_cv.wait_for(lambda: not self.conns, timeout=wait_s)
+
+
+@dataclass
+class _Pending:
+    index: int
+    epoch: int
+    fault: FaultKind | None
+    plan: FaultPlan | None  # the plan that chose `fault`, even if swapped since
+    received_at: float
+    digest: str | None
+
+
+class MockOpenAIServer:
+    """An OpenAI-compatible server on 127.0.0.1 answering from `reply`, with latency and faults.
+
+    Serves POST /v1/chat/completions (non-streaming) and GET /v1/models; other paths answer 404
+    and bodies that are not JSON answer 400, both in OpenAI's error shape. `reply(body) -> str`
+    picks the text (default `default_reply`); an exception in it answers 500 naming it.
+    `max_tokens`/`max_completion_tokens` cut the reply (finish_reason "length"); token counts
+    are whitespace-split words of the text parts (images are neither decoded nor counted).
+    Every chat call sleeps `latency_s + uniform(-jitter_s, jitter_s)` (at least 0) in its
+    handler thread before its fault or answer.
+
+    Example:
+        with MockOpenAIServer(reply=lambda body: "I can't help with that.") as srv:
+            ...  # point a client at srv.base_url
+            srv.wait_for_calls(3, timeout=5)
+    """
+
+    def __init__(self, reply: ReplyFn | None = None, latency_s: float = 0.0, jitter_s: float = 0.0,
+                 faults: FaultPlan | None = None, model_name: str = "mock", *, host: str = _HOST,
+                 port: int = 0, log_path: str | None = None, record_calls: bool = True) -> None:
+        """`log_path`: append one JSON line per finished call; `record_calls=False` keeps no
+        bodies in memory (`calls` stays empty; counters, faults and holds still work)."""
+        _check_host(host)
+        if latency_s < 0 or jitter_s < 0:
+            raise ValueError(f"latency_s and jitter_s must be >= 0, got {latency_s!r}, {jitter_s!r}")
+        self._reply: ReplyFn = reply or default_reply
+        self.latency_s, self.jitter_s, self.model_name = latency_s, jitter_s, model_name
+        self.faults: FaultPlan | None = faults
+        """The fault plan in force; may be swapped while running."""
+        self._port, self._log_path, self._record = port, log_path, record_calls
+        self._cv = threading.Condition()
+        self._stopping = threading.Event()
+        self._rng = random.Random()
+        self._calls: list[RecordedCall] = []
+        self._received = self._completed = self._epoch = self._held = self._hold_gen = 0
+        self._hold_at: int | None = None
+        self.down = False
+        """True while `set_down(True)` is in force."""
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._log: IO[str] | None = None
+
+    # lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> Self:
+        """Bind and serve in a daemon thread; returns self."""
+        if self._httpd is not None:
+            return self
+        self._stopping.clear()
+        if self._log_path:
+            self._log = open(self._log_path, "a", encoding="utf-8")  # noqa: SIM115 - closed in stop
+        self._httpd = _HTTPServer(self._port, self)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"mock-openai-{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop serving, end hung and held calls unanswered, close every connection."""
+        httpd, thread = self._httpd, self._thread
+        if httpd is None or thread is None:
+            return
+        self._stopping.set()
+        with self._cv:
+            self._cv.notify_all()
+        httpd.shutdown()
+        httpd.server_close()
+        httpd.close_connections(wait_s=timeout_s)
+        thread.join(timeout_s)
+        self._httpd = self._thread = None
+        with self._cv:
+            if self._log is not None:
+                self._log.close()
+                self._log = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        if self._httpd is None:
+            raise RuntimeError("MockOpenAIServer is not running: use `with MockOpenAIServer() as srv:` "
+                               "or call srv.start() first")
+        return self._httpd.server_port
+
+    @property
+    def base_url(self) -> str:
+        """`http://127.0.0.1:PORT/v1`, for `openai.AsyncOpenAI(base_url=...)`."""
+        return f"http://{_HOST}:{self.port}/v1"
+
+    @property
+    def connections_opened(self) -> int:
+        """TCP connections accepted so far (keep-alive clients open few)."""
+        return self._httpd.opened if self._httpd is not None else 0
+
+    # call log ----------------------------------------------------------------------------------
+    @property
+    def calls(self) -> list[RecordedCall]:
+        """A snapshot of the chat calls since start or the last reset, in arrival order."""
+        with self._cv:
+            return list(self._calls)
+
+    def reset(self) -> None:
+        """Forget the call log and restart call numbering (fault schedules and holds count anew)."""
+        with self._cv:
+            self._calls.clear()
+            self._received = self._completed = 0
+            self._epoch += 1
+
+    def wait_for_calls(self, n: int, timeout: float = 5.0, *, completed: bool = False) -> list[RecordedCall]:
+        """Block until `n` calls arrived (or, with `completed=True`, were fully answered); returns
+        `calls`. Raises TimeoutError saying how many there were."""
+        with self._cv:
+            if not self._cv.wait_for(lambda: (self._completed if completed else self._received) >= n,
+                                     timeout=timeout):
+                what = "completed" if completed else "received"
+                got = self._completed if completed else self._received
+                raise TimeoutError(f"MockOpenAIServer: waited {timeout:g} s for {n} {what} calls, got {got}")
+            return list(self._calls)
+
+    # switches ----------------------------------------------------------------------------------
+    def set_down(self, down: bool) -> None:
+        """While down, every connection is reset at once (like a dead server); going down also
+        closes the open connections, cutting calls in flight."""
+        self.down = down
+        if down and self._httpd is not None:
+            self._httpd.close_connections()
+
+    def hold_after(self, n: int) -> None:
+        """Calls numbered n and later wait unanswered until `release()` (or stop)."""
+        with self._cv:
+            self._hold_at = n
+
+    def release(self) -> None:
+        """Let held calls proceed (they are then answered normally) and end the hold."""
+        with self._cv:
+            self._hold_at = None
+            self._hold_gen += 1
+            self._cv.notify_all()
+
+    @property
+    def held_count(self) -> int:
+        """Calls waiting in a hold right now."""
+        with self._cv:
+            return self._held
+
+    def set_faults(self, faults: FaultPlan | None) -> None:
+        """Swap the fault plan (call numbers keep counting)."""
+        self.faults = faults
+
+    # used by the handler -----------------------------------------------------------------------
+    def _begin(self, body: dict[str, Any], headers: dict[str, str], raw: bytes) -> _Pending:
+        digest = hashlib.sha256(raw).hexdigest() if self._log is not None else None
+        now, faults = time.time(), self.faults
+        with self._cv:
+            index = self._received
+            self._received += 1
+            fault = faults.fault_for(index) if faults is not None else None
+            if self._record:
+                self._calls.append(RecordedCall(body, headers, now, 0, False, index, fault))
+            self._cv.notify_all()
+            return _Pending(index, self._epoch, fault, faults, now, digest)
+
+    def _wait_hold(self, call: _Pending) -> bool:
+        with self._cv:
+            if self._hold_at is None or call.index < self._hold_at or call.epoch != self._epoch:
+                return True
+            gen = self._hold_gen
+            self._held += 1
+            try:
+                self._cv.wait_for(lambda: self._hold_gen != gen or self._stopping.is_set())
+            finally:
+                self._held -= 1
+            return not self._stopping.is_set()
+
+    def _delay(self) -> float:
+        jitter = self._rng.uniform(-self.jitter_s, self.jitter_s) if self.jitter_s else 0.0
+        return max(0.0, self.latency_s + jitter)
+
+    def _mark_answered(self, call: _Pending, status: int) -> None:
+        with self._cv:
+            if self._record and call.epoch == self._epoch:
+                self._calls[call.index] = replace(self._calls[call.index], status=status, completed=True)
+
+    def _finish(self, call: _Pending, status: int, completed: bool) -> None:
+        with self._cv:
+            if call.epoch == self._epoch:
+                self._completed += completed
+                if self._record:
+                    self._calls[call.index] = replace(self._calls[call.index], status=status,
+                                                      completed=completed)
+                self._cv.notify_all()
+            if self._log is not None:
+                self._log.write(json.dumps({
+                    "index": call.index, "sha256": call.digest, "received_at": call.received_at,
+                    "finished_at": time.time(), "status": status, "completed": completed,
+                    "fault": call.fault}) + "\n")
+                self._log.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve until SIGTERM/SIGINT; print `READY <base_url>` once listening."""
+    p = argparse.ArgumentParser(prog="python -m pytest_mtmcs.testing.server",
+                                description="OpenAI-compatible mock chat server on 127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    p.add_argument("--latency", type=float, default=0.0, help="seconds per call")
+    p.add_argument("--jitter", type=float, default=0.0, help="+/- seconds, uniform")
+    p.add_argument("--fault-rate", type=float, default=0.0, help="probability a call fails")
+    p.add_argument("--fault-kinds", default="http_500,http_503,http_429,drop",
+                   help=f"comma-separated, from: {','.join(FAULT_KINDS)}")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", default="mock", help="model name served")
+    p.add_argument("--log", default=None, help="append one JSON line per finished call")
+    args = p.parse_args(argv)
+    try:
+        kinds = tuple(k.strip() for k in args.fault_kinds.split(",") if k.strip())
+        plan = FaultPlan(rate=args.fault_rate, kinds=cast(Any, kinds), seed=args.seed)
+        srv = MockOpenAIServer(latency_s=args.latency, jitter_s=args.jitter, faults=plan,
+                               model_name=args.model, port=args.port, log_path=args.log,
+                               record_calls=False)
+    except ValueError as exc:
+        p.error(str(exc))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    with srv:
+        print(f"READY {srv.base_url}", flush=True)
+        while not stop.wait(0.2):
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
