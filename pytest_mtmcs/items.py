@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from pytest_mtmcs.bench import Case, Question
     from pytest_mtmcs.session import MtmcsSession
 
+_MARKS: dict[str, pytest.MarkDecorator] = {}
 PROP_DIALOGUE = "mtmcs_dialogue"
 PROP_QUESTION = "mtmcs_question"
 
@@ -41,11 +42,14 @@ class _MtmcsItem(pytest.Item):
     case: Case
     mtmcs: MtmcsSession
 
-    def _init(self, case: Case, mtmcs: MtmcsSession) -> None:
+    def _init(self, case: Case, mtmcs: MtmcsSession, *marks: str) -> None:
         self.case = case
         self.mtmcs = mtmcs
-        for mark in ("mtmcs", case.split, case.modality, case.safety):
-            self.add_marker(mark)
+        # What add_marker does, with decorators made once per name: 30,000 items collect faster.
+        for name in ("mtmcs", case.split, case.modality, case.safety, *marks):
+            deco = _MARKS.get(name) or _MARKS.setdefault(name, getattr(pytest.mark, name))
+            self.keywords[name] = deco
+            self.own_markers.append(deco.mark)
         self.record: Any = None
 
     def reportinfo(self) -> tuple[Path | str, int | None, str]:
@@ -166,8 +170,7 @@ class MtmcsSuite(pytest.Collector):
             for q in case.questions:
                 qi = QuestionItem.from_parent(self, name=f"mtmcs[{case.id}-{q.suffix}]",
                                               nodeid=base.with_params(f"{case.id}-{q.suffix}"))
-                qi._init(case, mt)
-                qi.add_marker(q.kind)
+                qi._init(case, mt, q.kind)
                 qi.question = q
                 items.append(qi)
         return items

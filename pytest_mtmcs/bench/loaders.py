@@ -84,13 +84,15 @@ def load_parquet_dir(folder: Path, split: Split) -> Iterator[RowTriple]:
     problems = _Problems()
     rows: list[RowTriple] = []
     for path in files:
-        names = pq.ParquetFile(path).schema_arrow.names
+        pf = pq.ParquetFile(path)
+        names = pf.schema_arrow.names
         missing = [c for c in REQUIRED_COLUMNS if c not in names]
         if missing:
             raise DataError(f"missing column(s) {', '.join(missing)}; the split needs "
                             f"{', '.join(REQUIRED_COLUMNS)}", file=str(path))
         text_cols = [c for c in names if c not in ("image", "variant_images")]
-        table = pq.read_table(path, columns=text_cols)
+        # ParquetFile.read, not pq.read_table: the latter imports pyarrow.dataset and pandas.
+        table = pf.read(columns=text_cols)
         for i, raw in enumerate(table.to_pylist()):
             row = validate_row(raw, source=str(path), index=i, problems=problems)
             if row is not None:
