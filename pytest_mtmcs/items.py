@@ -167,7 +167,7 @@ class MtmcsSuite(pytest.Collector):
                                          nodeid=base.with_params(case.id))
             d._init(case, mt)
             items.append(d)
-            for q in case.questions:
+            for q in () if mt.settings.skip_questions else case.questions:
                 qi = QuestionItem.from_parent(self, name=f"mtmcs[{case.id}-{q.suffix}]",
                                               nodeid=base.with_params(f"{case.id}-{q.suffix}"))
                 qi._init(case, mt, q.kind)

@@ -123,3 +123,9 @@ def test_sample_is_seeded_and_keeps_pairs(pytester: pytest.Pytester, tmp_path: P
     rows = {line.split("-")[1] for line in picks[0]}
     assert len(rows) == 3
     assert all(f"mtmcs[type_a-{r}-unimodal-{s}]" in picks[0] for r in rows for s in ("safe", "unsafe"))
+
+
+def test_skip_questions_collects_dialogues_only(pytester: pytest.Pytester, dataset: Path) -> None:
+    result = run_mtmcs(pytester, dataset, "--mtmcs-skip-questions", "--collect-only", "-q")
+    result.stdout.fnmatch_lines([f"{N_DIALOGUES} tests collected*"])
+    result.stdout.no_fnmatch_line("*-mcq*")

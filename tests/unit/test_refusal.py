@@ -197,3 +197,19 @@ def test_adversarial_input_stays_linear(text: str) -> None:
     start = time.perf_counter()
     detect_refusal(text)
     assert time.perf_counter() - start < 0.5  # the regexes have no nested ambiguous repeats
+
+
+def test_heldout_set_floor() -> None:
+    """The held-out set was written blind to the detector and is never tuned on. Its first-seen
+    figures (precision 1.00, recall 0.74; README) are the honest estimate; these floors only
+    catch regressions. Most misses are off-topic deflections that a reply-only detector cannot
+    recognise without the request."""
+    path = Path(__file__).parents[1] / "data" / "refusal_heldout.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 200
+    pred = [detect_refusal(r["text"]).refused for r in rows]
+    tp = sum(p and r["refused"] for p, r in zip(pred, rows))
+    fp = sum(p and not r["refused"] for p, r in zip(pred, rows))
+    fn = sum(not p and r["refused"] for p, r in zip(pred, rows))
+    assert tp / (tp + fp) >= 0.98
+    assert tp / (tp + fn) >= 0.70
