@@ -14,6 +14,15 @@ sys.path.insert(0, str(Path(__file__).parent / "tests"))
 
 pytest_plugins = ["pytester"]
 
+# In-process pytester runs restore sys.modules afterwards, so a library first imported inside
+# one would be imported a second time by the next: torch refuses that outright, and the openai
+# SDK's exception classes would stop matching. Import them once, up front, in every process.
+for _name in ("openai", "pyarrow.parquet", "torch", "transformers", "datasets"):
+    try:
+        __import__(_name)
+    except ImportError:
+        pass
+
 ROOT = Path(__file__).parent
 SAMPLE = ROOT / "fixtures" / "mtmcs-sample"
 

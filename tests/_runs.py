@@ -18,7 +18,11 @@ def run_mtmcs(pytester: pytest.Pytester, data: Path, *args: str, target: str = "
     argv = ["--mtmcs", f"--mtmcs-data={data}", f"--mtmcs-target={target}",
             f"--mtmcs-store={pytester.path / 'store.sqlite'}",
             f"--mtmcs-report={pytester.path / 'report.json'}", *args]
-    if subprocess or any(a.startswith("-n") for a in args):
+    # Only runs on the built-in baselines stay in-process. An in-process pytester run restores
+    # sys.modules afterwards, dropping what the run imported lazily: torch cannot be imported
+    # twice, and the HTTP client's half-dropped modules stop mapping its own exceptions.
+    in_process = target.startswith(("baseline:", "scripted:"))
+    if subprocess or not in_process or any(a.startswith("-n") for a in args):
         return pytester.runpytest_subprocess(*argv)
     return pytester.runpytest(*argv)
 

@@ -12,6 +12,8 @@ pytest.importorskip("transformers", reason='needs pip install "pytest-mtmcs[hf]"
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Module scope: built (and torch imported) before pytester snapshots sys.modules, which it
+    # restores after each test; torch cannot be imported twice.
     from _tiny_models import build_tiny_llama
 
     return build_tiny_llama(tmp_path_factory.mktemp("tiny") / "llama")
@@ -42,3 +44,20 @@ def test_caption_for_text_rolls_out_multimodal(pytester: pytest.Pytester, datase
     assert "skipped" not in outcomes
     report = load_report(pytester)
     assert all(d["captioned"] for d in report["dialogues"])
+
+
+def test_missing_caption_for_a_text_only_target(pytester: pytest.Pytester, tmp_path: Path,
+                                                tiny_model: Path) -> None:
+    import json
+
+    from _data import small_dataset
+
+    data = small_dataset(tmp_path / "ds", 2)
+    (data / "captions.json").write_text(json.dumps({"0": "A plain square."}))
+    result = run_mtmcs(pytester, data, "--mtmcs-caption-for-text", "--mtmcs-split=type_a",
+                       "-m", "multimodal and not mcq and not tf", "--mtmcs-max-tokens=4",
+                       target=f"hf:{tiny_model}")
+    outcomes = result.parseoutcomes()
+    assert outcomes["errors"] == 2  # row 1 has no caption; row 0 is rolled out
+    assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == 2
+    result.stdout.fnmatch_lines(["*row id 1, field 'caption': no caption for this row*"])
