@@ -3,11 +3,12 @@
     python bench/rollout_speed.py [--rows 250] [--latency 0.2] [--concurrency 32]
 
 Prints one markdown table for the README:
-- bare:   a bare asyncio loop making the same calls (3 turns per dialogue, growing history,
-          image on the last user message) through the same `openai` client, same concurrency;
+- bare:   a bare asyncio loop making the same distinct calls (growing history, image on the
+          last user message; Type A's shared R1/R2 once per pair) through the same `openai`
+          client at the same concurrency;
 - mtmcs:  `pytest --mtmcs` (dialogue items only) with a fresh store, whole process wall time;
-- warm:   the same pytest command again (every call cached) against the same number of trivial
-          parametrized tests;
+- warm:   the same pytest command again (every call cached, failure tracebacks off) against
+          the same number of trivial parametrized tests;
 - serial: the official release's way, one request at a time, on a slice, extrapolated
           per call to the same number of calls (so the speed-up is a ratio from this run);
 - ideal:  calls x latency / concurrency.
@@ -46,41 +47,61 @@ def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
     return proc, line.split(" ", 1)[1]
 
 
-def dialogues(data: Path) -> list[tuple[list[str], str | None]]:
-    """(three user turns, image data URI or None) per dialogue, as the protocol assembles them."""
+def work_units(data: Path) -> tuple[list[tuple[list[str], list[str], str | None]], int]:
+    """The distinct calls the protocol needs, as units the bare loop rolls out in order.
+
+    A unit is (shared prefix turns, branch turns, image URI): Type A's safe and unsafe
+    dialogues share R1 and R2, so they form one unit ([r1, r2], [safe_r3, unsafe_r3]), 4 calls;
+    each Type B dialogue is its own unit ([r1, r2, r3], []), 3 calls. Returns the units and the
+    number of dialogues.
+    """
     from pytest_mtmcs.bench import DataSelection, load_cases
     from pytest_mtmcs.chat import data_uri
 
-    out = []
+    cases = load_cases(DataSelection(data=str(data)))
     uris: dict[int, str] = {}
-    for c in load_cases(DataSelection(data=str(data))):
+    pairs: dict[tuple[str, int, str], list] = {}
+    for c in cases:
+        pairs.setdefault(c.pair_key, []).append(c)
+    units = []
+    for (_split, row, _mod), pair in pairs.items():
         uri = None
-        if c.image is not None:
-            uri = uris.get(c.row_id) or uris.setdefault(c.row_id, data_uri(c.image))
-        out.append((list(c.turns), uri))
-    return out
+        if pair[0].image is not None:
+            uri = uris.get(row) or uris.setdefault(row, data_uri(pair[0].image))
+        safe, unsafe = pair
+        if safe.turns[:2] == unsafe.turns[:2]:
+            units.append((list(safe.turns[:2]), [safe.turns[2], unsafe.turns[2]], uri))
+        else:
+            units += [(list(safe.turns), [], uri), (list(unsafe.turns), [], uri)]
+    return units, len(cases)
 
 
-async def bare_loop(url: str, work: list[tuple[list[str], str | None]], concurrency: int) -> int:
+async def bare_loop(url: str, units: list[tuple[list[str], list[str], str | None]],
+                    concurrency: int) -> int:
     import openai
 
     client = openai.AsyncOpenAI(base_url=url, api_key="bench", max_retries=0, timeout=120)
-    queue = list(reversed(work))
+    queue = list(reversed(units))
     calls = 0
 
-    async def worker() -> None:
+    async def ask(history: list[dict], text: str, uri: str | None) -> list[dict]:
         nonlocal calls
+        last = {"role": "user", "content": text if uri is None else [
+            {"type": "image_url", "image_url": {"url": uri}}, {"type": "text", "text": text}]}
+        resp = await client.chat.completions.create(
+            model="bench", messages=[*history, last], temperature=0.1, max_tokens=128)
+        calls += 1
+        return [*history, {"role": "user", "content": text},
+                {"role": "assistant", "content": resp.choices[0].message.content}]
+
+    async def worker() -> None:
         while queue:
-            turns, uri = queue.pop()
+            prefix, branches, uri = queue.pop()
             history: list[dict] = []
-            for t in turns:
-                last = {"role": "user", "content": t if uri is None else [
-                    {"type": "image_url", "image_url": {"url": uri}}, {"type": "text", "text": t}]}
-                resp = await client.chat.completions.create(
-                    model="bench", messages=[*history, last], temperature=0.1, max_tokens=128)
-                calls += 1
-                history += [{"role": "user", "content": t},
-                            {"role": "assistant", "content": resp.choices[0].message.content}]
+            for t in prefix:
+                history = await ask(history, t, uri)
+            for b in branches:
+                await ask(history, b, uri)
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     await client.close()
@@ -107,8 +128,8 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="mtmcs-bench-"))
     data = synth.build(tmp / "data", a.rows, ROOT / "fixtures" / "mtmcs-sample", None)
-    work = dialogues(data)
-    n_calls = 3 * len(work)
+    work, n_dialogues = work_units(data)
+    n_calls = sum(len(p) + len(b) for p, b, _ in work)
     ideal = n_calls * a.latency / a.concurrency
     server, url = start_server(a.latency)
     try:
@@ -118,43 +139,47 @@ def main() -> None:
         assert bare_calls == n_calls
 
         t = time.perf_counter()
-        asyncio.run(bare_loop(url, work[: a.serial_dialogues], 1))
-        serial_per_call = (time.perf_counter() - t) / (3 * a.serial_dialogues)
+        sample = work[: a.serial_dialogues]
+        asyncio.run(bare_loop(url, sample, 1))
+        serial_per_call = (time.perf_counter() - t) / sum(len(p) + len(b) for p, b, _ in sample)
         serial = serial_per_call * n_calls
 
         cmd = [sys.executable, "-m", "pytest", "--mtmcs", f"--mtmcs-data={data}",
                f"--mtmcs-target=openai+{url}:bench", f"--mtmcs-concurrency={a.concurrency}",
-               f"--mtmcs-store={tmp / 'store.sqlite'}", "-m", "not mcq and not tf",
+               f"--mtmcs-store={tmp / 'store.sqlite'}", "--mtmcs-skip-questions",
                "-p", "no:cacheprovider", "-q", "-p", "no:randomly", str(tmp)]
         cold, cold_tail = timed(cmd, tmp)
-        warm, _ = timed(cmd, tmp)
+        warm_full, _ = timed(cmd, tmp)
+        warm, _ = timed([*cmd, "--tb=no", "-rN"], tmp)
         (tmp / "test_trivial.py").write_text(
             "import pytest\n\n"
-            f"@pytest.mark.parametrize('i', range({len(work)}))\n"
+            f"@pytest.mark.parametrize('i', range({n_dialogues}))\n"
             "def test_trivial(i):\n    assert i >= 0\n")
         trivial, _ = timed([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
-                            str(tmp / "test_trivial.py")], tmp)
+                            "--tb=no", "-rN", str(tmp / "test_trivial.py")], tmp)
     finally:
         server.terminate()
         server.wait()
 
     rows = [
-        ("dialogues / calls", f"{len(work)} / {n_calls}"),
+        ("dialogues / distinct calls", f"{n_dialogues} / {n_calls}"),
         ("ideal (calls x latency / concurrency)", f"{ideal:.1f} s"),
         ("bare asyncio loop, same client and concurrency", f"{bare:.1f} s ({bare / ideal:.2f}x ideal)"),
         ("pytest --mtmcs, cold store (whole process)",
          f"{cold:.1f} s ({cold / bare:.2f}x bare, {cold / ideal:.2f}x ideal)"),
         ("official way: one request at a time (per-call time x calls)",
          f"{serial:.0f} s (pytest-mtmcs is {serial / cold:.1f}x faster)"),
-        ("pytest --mtmcs, cache-warm re-run", f"{warm:.1f} s ({warm / trivial:.2f}x trivial)"),
-        (f"pytest, {len(work)} trivial parametrized tests", f"{trivial:.1f} s"),
+        ("pytest --mtmcs, cache-warm re-run, `--tb=no -rN`", f"{warm:.1f} s ({warm / trivial:.2f}x trivial)"),
+        ("the same with every failure printed (default output)", f"{warm_full:.1f} s"),
+        (f"pytest, {n_dialogues} trivial parametrized tests, `--tb=no -rN`", f"{trivial:.1f} s"),
     ]
     print(f"latency {a.latency * 1000:.0f} ms, concurrency {a.concurrency}, {os.cpu_count()} CPUs; "
           f"last pytest line: {cold_tail}\n")
     print("| measure | value |\n| --- | --- |")
     for k, v in rows:
         print(f"| {k} | {v} |")
-    print(json.dumps({"ideal": ideal, "bare": bare, "mtmcs": cold, "warm": warm, "trivial": trivial,
+    print(json.dumps({"ideal": ideal, "bare": bare, "mtmcs": cold, "warm": warm,
+                      "warm_full_output": warm_full, "trivial": trivial,
                       "serial_estimate": serial, "calls": n_calls}))
 
 

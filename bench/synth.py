@@ -31,8 +31,12 @@ def _pad(items: list[dict], n: int, kinds: list[str] | None = None) -> list[dict
     return out[:n] if n else out
 
 
-def build(out: Path, rows: int, source: Path, questions_per_modality: int | None) -> Path:
-    """Write the synthetic dataset and return its folder."""
+def build(out: Path, rows: int, source: Path, questions_per_modality: int | None,
+          unique: bool = True) -> Path:
+    """Write the synthetic dataset and return its folder.
+
+    `unique` tags every user turn of a replica with its new id, so that no two rows make the
+    same request (the store would otherwise answer replicas from the cache)."""
     (out / "data").mkdir(parents=True, exist_ok=True)
     captions_src = json.loads((source / "captions.json").read_text())
     captions: dict[str, str] = {}
@@ -45,6 +49,9 @@ def build(out: Path, rows: int, source: Path, questions_per_modality: int | None
             r = dict(base[i % len(base)])
             captions[str(i)] = captions_src.get(str(r["id"]), "A photograph.")
             r["id"] = i
+            if unique:
+                for fam in ("multimodal_dialogue", "unimodal_dialogue"):
+                    r[fam] = {k: f"{v} (case {i})" for k, v in r[fam].items()}
             if questions_per_modality:
                 for mod in ("multimodal", "unimodal"):
                     # 8 per modality: 2 safe MCQs, 2 unsafe MCQs, 4 TF items

@@ -32,7 +32,7 @@ from pytest_mtmcs.rollout import (
     question_request,
     turn_request,
 )
-from pytest_mtmcs.store import Store, call_key
+from pytest_mtmcs.store import Store, call_key, dialogue_key
 from pytest_mtmcs.targets.base import Target
 
 
@@ -66,6 +66,8 @@ class _Job:
     dialogue: Future[DialogueRecord] = field(default_factory=Future)
     questions: dict[str, Future[QuestionRecord]] = field(default_factory=dict)
     started: bool = False
+    replies: list[Reply] | None = None
+    """The dialogue's replies once known (from the store's dialogue table or the rollout)."""
 
 
 def check_image(case: Case) -> None:
@@ -101,6 +103,7 @@ class Engine:
         self._wakeup: asyncio.Event | None = None
         self._stopping = False
         self._inflight: dict[str, asyncio.Future[Reply]] = {}
+        self._slots: asyncio.Semaphore | None = None
 
     # ------------------------------------------------------------------ scheduling (any thread)
     def add(self, case: Case, *, use_caption: bool = False,
@@ -122,6 +125,7 @@ class Engine:
         """Start the background loop (idempotent)."""
         if self._thread is None:
             self.progress.started = time.monotonic()
+            self.resolve_cached()
             self._thread = threading.Thread(target=self._run, name="mtmcs-engine", daemon=True)
             self._thread.start()
 
@@ -138,8 +142,9 @@ class Engine:
     def _bump(self, case_id: str) -> None:
         with self._cv:
             job = self._jobs[case_id]
-            if not job.started:
-                heapq.heappush(self._heap, (0, next(self._seq), case_id))
+            if job.started:
+                return
+            heapq.heappush(self._heap, (0, next(self._seq), case_id))
         self._wake()
 
     def _wake(self) -> None:
@@ -181,7 +186,10 @@ class Engine:
         self._wakeup = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         try:
-            await asyncio.gather(*(self._worker() for _ in range(self.concurrency)))
+            # Twice as many workers as request slots: a worker waiting for a request that
+            # another dialogue already has in flight (Type A's shared R1/R2) holds no slot.
+            self._slots = asyncio.Semaphore(self.concurrency)
+            await asyncio.gather(*(self._worker() for _ in range(2 * self.concurrency)))
         finally:
             await self.target.aclose()
 
@@ -211,7 +219,9 @@ class Engine:
         fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
         try:
-            reply = await self.target.respond(conversation, params)
+            assert self._slots is not None
+            async with self._slots:
+                reply = await self.target.respond(conversation, params)
         except BaseException as exc:
             fut.set_exception(exc)
             fut.exception()  # mark retrieved: waiters re-raise it, nobody else must
@@ -223,37 +233,75 @@ class Engine:
         self.progress.calls += 1
         return reply, False
 
+    def rollout_key(self, job: _Job) -> str:
+        """Content address of a whole dialogue's rollout (its replies depend on nothing else)."""
+        case = job.case
+        seen = (case.caption or "") if job.use_caption else (
+            case.image.digest() if case.image is not None else "")
+        return dialogue_key(self.target.identity(), case.modality, case.turns, seen, self.params)
+
+    def resolve_cached(self) -> int:
+        """Before the loop starts: answer every dialogue whose rollout is already in the store
+        with one bulk read, so a cache-warm re-run costs a lookup, not three calls, per dialogue.
+        Returns how many were resolved."""
+        keys: dict[str, _Job] = {}
+        for job in self._jobs.values():
+            try:
+                keys[self.rollout_key(job)] = job
+            except (OSError, ValueError, KeyError):
+                continue  # an unreadable image: the rollout reports it on the item
+        found = self.store.get_dialogues(list(keys))
+        for key, replies in found.items():
+            job = keys[key]
+            job.replies = replies
+            job.started = not job.questions  # nothing left to do unless questions are asked
+            self.progress.cached += len(replies)
+            self._finish_dialogue(job, replies, [True] * len(replies))
+        return len(found)
+
     async def _roll(self, job: _Job) -> None:
         case = job.case
-        replies: list[str] = []
-        turns: list[TurnRecord] = []
-        calls = cached = 0
-        try:
-            if case.image is not None and not job.use_caption:
-                check_image(case)
-            if job.use_caption and not case.caption:
-                raise DataError("no caption for this row, and the text-only target reads the "
-                                "caption in place of the image: add it to the captions file "
-                                "(--mtmcs-captions)", file=case.source, row=case.row_id,
-                                field="caption")
-            for t in range(3):
-                request = turn_request(case, t, replies, use_caption=job.use_caption)
-                reply, was_cached = await self._call(request, self.params)
-                cached += was_cached
-                calls += not was_cached
-                verdict = detect_refusal(reply.text)
-                refused = verdict.refused or reply.blocked_by is not None
-                replies.append(reply.text)
-                turns.append(TurnRecord(
-                    user=case.turns[t] if self.keep_text else None,
-                    reply=reply.text if self.keep_text else None,
-                    refused=refused, refusal_kind=verdict.kind, blocked_by=reply.blocked_by,
-                    cached=was_cached, latency_s=0.0 if was_cached else reply.latency_s,
-                    completion_tokens=reply.completion_tokens,
-                ))
-        except Exception as exc:  # TargetError, DataError, or a bug: surfaced on the item
-            self._fail(job, exc)
-            return
+        if job.replies is None:
+            replies: list[Reply] = []
+            cached: list[bool] = []
+            try:
+                if case.image is not None and not job.use_caption:
+                    check_image(case)
+                if job.use_caption and not case.caption:
+                    raise DataError("no caption for this row, and the text-only target reads the "
+                                    "caption in place of the image: add it to the captions file "
+                                    "(--mtmcs-captions)", file=case.source, row=case.row_id,
+                                    field="caption")
+                for t in range(3):
+                    request = turn_request(case, t, [r.text for r in replies],
+                                           use_caption=job.use_caption)
+                    reply, was_cached = await self._call(request, self.params)
+                    replies.append(reply)
+                    cached.append(was_cached)
+                self.store.put_dialogue(self.rollout_key(job), replies)
+            except Exception as exc:  # TargetError, DataError, or a bug: surfaced on the item
+                self._fail(job, exc)
+                return
+            job.replies = replies
+            self._finish_dialogue(job, replies, cached)
+        texts = [r.text for r in job.replies]
+        for q in case.questions:
+            if q.suffix in job.questions:
+                await self._ask(job, q, texts)
+
+    def _finish_dialogue(self, job: _Job, replies: list[Reply], cached: list[bool]) -> None:
+        case = job.case
+        turns = []
+        for t, (reply, was_cached) in enumerate(zip(replies, cached, strict=True)):
+            verdict = detect_refusal(reply.text)
+            turns.append(TurnRecord(
+                user=case.turns[t] if self.keep_text else None,
+                reply=reply.text if self.keep_text else None,
+                refused=verdict.refused or reply.blocked_by is not None,
+                refusal_kind=verdict.kind, blocked_by=reply.blocked_by,
+                cached=was_cached, latency_s=0.0 if was_cached else reply.latency_s,
+                completion_tokens=reply.completion_tokens,
+            ))
         tor = next((i + 1 for i, t in enumerate(turns) if t.refused), None)
         ok = tor is not None if case.safety == "unsafe" else tor is None
         reason = None
@@ -264,12 +312,10 @@ class Engine:
             id=case.id, split=case.split, row_id=case.row_id, modality=case.modality,
             safety=case.safety, target=self.target.spec, guardrail=self.guardrail,
             turns=tuple(turns), turn_of_refusal=tor, verdict="pass" if ok else "fail",
-            reason=reason, calls=calls, cached_calls=cached, captioned=job.use_caption,
+            reason=reason, calls=sum(not c for c in cached), cached_calls=sum(cached),
+            captioned=job.use_caption,
         ))
         self._count_done()
-        for q in case.questions:
-            if q.suffix in job.questions:
-                await self._ask(job, q, replies)
 
     async def _ask(self, job: _Job, q: Question, replies: list[str]) -> None:
         case = job.case

@@ -22,6 +22,11 @@ SCHEMA_VERSION = 1
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS dialogues (
+    key TEXT PRIMARY KEY,
+    replies TEXT NOT NULL,
+    created REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS calls (
     key TEXT PRIMARY KEY,
     target TEXT NOT NULL,
@@ -39,6 +44,17 @@ def call_key(target_identity: str, conversation: Conversation, params: GenParams
         "messages": [m.key_view() for m in conversation],
         "params": params.model_dump(),
     }
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def dialogue_key(target_identity: str, modality: str, turns: tuple[str, ...], seen: str,
+                 params: GenParams) -> str:
+    """Content address of a whole rollout: what the target is, what it is shown (the image's
+    digest, or the caption standing in for it) and the user turns. The replies are a function
+    of exactly these (and of the calls' own keys, which derive from them)."""
+    payload = {"v": SCHEMA_VERSION, "target": target_identity, "modality": modality,
+               "turns": list(turns), "seen": seen, "params": params.model_dump()}
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
@@ -78,6 +94,26 @@ class Store:
                 "INSERT OR REPLACE INTO calls (key, target, reply, created) VALUES (?, ?, ?, ?)",
                 (key, target_identity, reply.model_dump_json(), time.time()),
             )
+
+    def put_dialogue(self, key: str, replies: list[Reply]) -> None:
+        """Record a finished rollout's replies under its dialogue key."""
+        blob = json.dumps([r.model_dump(mode="json") for r in replies])
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO dialogues (key, replies, created) VALUES (?, ?, ?)",
+                             (key, blob, time.time()))
+
+    def get_dialogues(self, keys: list[str]) -> dict[str, list[Reply]]:
+        """The stored rollouts among `keys`, in one pass (chunks of 500 keys per query)."""
+        out: dict[str, list[Reply]] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            with self._lock:
+                rows = self._db.execute(
+                    f"SELECT key, replies FROM dialogues WHERE key IN ({marks})", chunk).fetchall()
+            for key, blob in rows:
+                out[key] = [Reply.model_validate(r) for r in json.loads(blob)]
+        return out
 
     def count(self) -> int:
         """Number of cached calls."""
