@@ -19,6 +19,7 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any
 
 from pytest_mtmcs.bench import Case, Question
 from pytest_mtmcs.chat import Conversation, GenParams, Reply, sniff_mime
@@ -174,7 +175,8 @@ class Engine:
         if self._thread is not None:
             self._thread.join(timeout)
         for job in self._jobs.values():
-            for fut in (job.dialogue, *job.questions.values()):
+            futures: list[Future[Any]] = [job.dialogue, *job.questions.values()]
+            for fut in futures:
                 if not fut.done():
                     fut.set_exception(MtmcsError("the run stopped before this dialogue was rolled out"))
 
@@ -322,7 +324,7 @@ class Engine:
         params = GenParams(temperature=self.params.temperature,
                            max_tokens=MCQ_MAX_TOKENS if q.kind == "mcq" else TF_MAX_TOKENS)
         fut = job.questions[q.suffix]
-        base = dict(id=f"{case.id}-{q.suffix}", dialogue_id=case.id, split=case.split,
+        base: dict[str, Any] = dict(id=f"{case.id}-{q.suffix}", dialogue_id=case.id, split=case.split,
                     row_id=case.row_id, modality=case.modality, safety=case.safety,
                     target=self.target.spec, guardrail=self.guardrail, kind=q.kind,
                     question_type=q.question_type, expected=q.answer)

@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_mtmcs.errors import EXIT_INFRA, DataError, MtmcsError, SpecError, TargetError
+from pytest_mtmcs.errors import (
+    EXIT_INFRA,
+    DataError,
+    MtmcsError,
+    SpecError,
+    TargetError,
+)
 from pytest_mtmcs.settings import STASH_KEY, Settings, read_settings
 
 __all__ = ["STASH_KEY", "MtmcsSession"]
@@ -171,7 +177,7 @@ class MtmcsSession:
         for name, value in report.user_properties:
             if name not in (PROP_DIALOGUE, PROP_QUESTION):
                 continue
-            data = json.loads(value)
+            data = json.loads(str(value))
             kind = data.pop("error_kind", None)
             if kind:
                 self.error_kinds.add(kind)

@@ -90,8 +90,10 @@ def add_options(parser: pytest.Parser) -> None:
         else:
             group.addoption(flag, action="store", default=None, dest=dest(opt), help=opt.help,
                             metavar=opt.name.upper().replace("-", "_"))
-        parser.addini(ini_name(opt), opt.help, type="bool" if opt.kind == "bool" else "string",
-                      default=opt.default if opt.kind == "bool" else None)
+        if opt.kind == "bool":
+            parser.addini(ini_name(opt), opt.help, type="bool", default=opt.default)
+        else:
+            parser.addini(ini_name(opt), opt.help, type="string", default=None)
 
 
 @dataclass(frozen=True)

@@ -208,8 +208,8 @@ def test_heldout_set_floor() -> None:
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     assert len(rows) == 200
     pred = [detect_refusal(r["text"]).refused for r in rows]
-    tp = sum(p and r["refused"] for p, r in zip(pred, rows))
-    fp = sum(p and not r["refused"] for p, r in zip(pred, rows))
-    fn = sum(not p and r["refused"] for p, r in zip(pred, rows))
+    tp = sum(p and r["refused"] for p, r in zip(pred, rows, strict=True))
+    fp = sum(p and not r["refused"] for p, r in zip(pred, rows, strict=True))
+    fn = sum(not p and r["refused"] for p, r in zip(pred, rows, strict=True))
     assert tp / (tp + fp) >= 0.98
     assert tp / (tp + fn) >= 0.70
