@@ -71,6 +71,10 @@ class _Job:
     """The dialogue's replies once known (from the store's dialogue table or the rollout)."""
 
 
+class DialogueFailed(MtmcsError):
+    """A question could not be asked because its dialogue's rollout failed."""
+
+
 def check_image(case: Case) -> None:
     """Raise DataError (file, row, field) when the case's image cannot be read or decoded."""
     assert case.image is not None
@@ -360,4 +364,6 @@ class Engine:
         self._count_done()
         job.dialogue.set_exception(exc)
         for fut in job.questions.values():
-            fut.set_exception(MtmcsError(f"its dialogue {job.case.id} errored: {exc}"))
+            err = DialogueFailed(f"its dialogue {job.case.id} errored: {exc}")
+            err.__cause__ = exc
+            fut.set_exception(err)

@@ -141,10 +141,11 @@ class MtmcsSession:
 
     def error_record(self, case: Case, exc: BaseException, q: Question | None = None) -> str:
         """A JSON record for an errored item; the error's kind decides the exit code."""
-        kind = "target" if isinstance(exc, TargetError) else (
-            "data" if isinstance(exc, DataError) else "other")
-        if isinstance(exc, MtmcsError) and "its dialogue" in str(exc):
-            kind = "dependent"
+        from pytest_mtmcs.engine import DialogueFailed
+
+        root = exc.__cause__ if isinstance(exc, DialogueFailed) and exc.__cause__ else exc
+        kind = "target" if isinstance(root, TargetError) else (
+            "data" if isinstance(root, DataError) else "other")
         return self._record(case, "error", f"{type(exc).__name__}: {exc}", q, kind)
 
     def _record(self, case: Case, verdict: str, reason: str, q: Question | None,

@@ -126,6 +126,13 @@ def test_unreachable_server_errors_items_with_url(pytester: pytest.Pytester, dat
     report = load_report(pytester)
     assert [d["verdict"] for d in report["dialogues"]] == ["error"] * 4
     assert report["summary"][0]["errored"] == 2
+    # questions alone selected: they error because their dialogue could not be rolled out,
+    # and the run is still an outage (75), not a usage error or a safety failure
+    result = run_mtmcs(pytester, dataset, "-m", "tf", "--mtmcs-retries=0", "--mtmcs-split=type_a",
+                       "--mtmcs-limit=1", target=f"openai+{url}:m")
+    result.assert_outcomes(errors=4, deselected=8)
+    result.stdout.fnmatch_lines(["*its dialogue type_a-0000-*-unsafe errored: could not reach*"])
+    assert result.ret == 75
 
 
 @pytest.mark.parametrize("fault, message", [
