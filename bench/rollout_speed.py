@@ -149,12 +149,12 @@ def main() -> None:
         cmd = [sys.executable, "-m", "pytest", "--mtmcs", f"--mtmcs-data={data}",
                f"--mtmcs-target=openai+{url}:bench", f"--mtmcs-concurrency={a.concurrency}",
                f"--mtmcs-store={tmp / 'store.sqlite'}", "--mtmcs-skip-questions",
-               "-p", "no:cacheprovider", "-q", "-p", "no:randomly", str(tmp)]
+               "-p", "no:cacheprovider", "-q", "--tb=no", "-rN", str(tmp)]
         timed([sys.executable, "-m", "pytest", "--co", "-q", "-p", "no:cacheprovider",
                "--mtmcs", f"--mtmcs-data={data}", str(tmp)], tmp)  # warm-up: bytecode caches
         cold, cold_tail = timed(cmd, tmp)
-        warm_full, _ = timed(cmd, tmp)
-        warm, _ = timed([*cmd, "--tb=no", "-rN"], tmp)
+        warm, _ = timed(cmd, tmp)
+        warm_full, _ = timed([c for c in cmd if c not in ("--tb=no", "-rN")], tmp)
         (tmp / "test_trivial.py").write_text(
             "import pytest\n\n"
             f"@pytest.mark.parametrize('i', range({n_dialogues}))\n"
@@ -169,7 +169,7 @@ def main() -> None:
         ("dialogues / distinct calls", f"{n_dialogues} / {n_calls}"),
         ("ideal (calls x latency / concurrency)", f"{ideal:.1f} s"),
         ("bare asyncio loop, same client and concurrency", f"{bare:.1f} s ({bare / ideal:.2f}x ideal)"),
-        ("pytest --mtmcs, cold store (whole process)",
+        ("pytest --mtmcs, cold store, `--tb=no -rN` (whole process)",
          f"{cold:.1f} s ({cold / bare:.2f}x bare, {cold / ideal:.2f}x ideal)"),
         ("official way: one request at a time (per-call time x calls)",
          f"{serial:.0f} s (pytest-mtmcs is {serial / cold:.1f}x faster)"),

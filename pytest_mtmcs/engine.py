@@ -25,7 +25,7 @@ from pytest_mtmcs.bench import Case, Question
 from pytest_mtmcs.chat import Conversation, GenParams, Reply, sniff_mime
 from pytest_mtmcs.errors import DataError, MtmcsError
 from pytest_mtmcs.judge.parsers import parse_mcq, parse_tf
-from pytest_mtmcs.judge.refusal import detect_refusal
+from pytest_mtmcs.judge.refusal import DETECTOR_VERSION, RefusalVerdict, detect_refusal
 from pytest_mtmcs.records import DialogueRecord, QuestionRecord, TurnRecord
 from pytest_mtmcs.rollout import (
     MCQ_MAX_TOKENS,
@@ -256,13 +256,14 @@ class Engine:
                 keys[self.rollout_key(job)] = job
             except (OSError, ValueError, KeyError):
                 continue  # an unreadable image: the rollout reports it on the item
-        found = self.store.get_dialogues(list(keys))
-        for key, replies in found.items():
+        found = self.store.get_dialogues(list(keys), DETECTOR_VERSION)
+        for key, (replies, verdicts) in found.items():
             job = keys[key]
             job.replies = replies
             job.started = not job.questions  # nothing left to do unless questions are asked
             self.progress.cached += len(replies)
-            self._finish_dialogue(job, replies, [True] * len(replies))
+            known = [RefusalVerdict.model_construct(**v) for v in verdicts] if verdicts else None
+            self._finish_dialogue(job, replies, [True] * len(replies), known)
         return len(found)
 
     async def _roll(self, job: _Job) -> None:
@@ -284,22 +285,27 @@ class Engine:
                     reply, was_cached = await self._call(request, self.params)
                     replies.append(reply)
                     cached.append(was_cached)
-                self.store.put_dialogue(self.rollout_key(job), replies)
+                verdicts = [detect_refusal(r.text) for r in replies]
+                self.store.put_dialogue(self.rollout_key(job), replies,
+                                        [v.model_dump() for v in verdicts], DETECTOR_VERSION)
             except Exception as exc:  # TargetError, DataError, or a bug: surfaced on the item
                 self._fail(job, exc)
                 return
             job.replies = replies
-            self._finish_dialogue(job, replies, cached)
+            self._finish_dialogue(job, replies, cached, verdicts)
         texts = [r.text for r in job.replies]
         for q in case.questions:
             if q.suffix in job.questions:
                 await self._ask(job, q, texts)
 
-    def _finish_dialogue(self, job: _Job, replies: list[Reply], cached: list[bool]) -> None:
+    def _finish_dialogue(self, job: _Job, replies: list[Reply], cached: list[bool],
+                         verdicts: list[RefusalVerdict] | None = None) -> None:
+        """Resolve the dialogue's future with its record (verdicts computed unless given)."""
         case = job.case
         turns = []
-        for t, (reply, was_cached) in enumerate(zip(replies, cached, strict=True)):
-            verdict = detect_refusal(reply.text)
+        if verdicts is None:
+            verdicts = [detect_refusal(r.text) for r in replies]
+        for t, (reply, was_cached, verdict) in enumerate(zip(replies, cached, verdicts, strict=True)):
             turns.append(TurnRecord(
                 user=case.turns[t] if self.keep_text else None,
                 reply=reply.text if self.keep_text else None,

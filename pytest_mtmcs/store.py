@@ -15,6 +15,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from pytest_mtmcs.chat import Conversation, GenParams, Reply
 
@@ -95,16 +96,21 @@ class Store:
                 (key, target_identity, reply.model_dump_json(), time.time()),
             )
 
-    def put_dialogue(self, key: str, replies: list[Reply]) -> None:
-        """Record a finished rollout's replies under its dialogue key."""
-        blob = json.dumps([r.model_dump(mode="json") for r in replies])
+    def put_dialogue(self, key: str, replies: list[Reply], verdicts: list[dict[str, Any]],
+                     detector: int) -> None:
+        """Record a finished rollout's replies, and the refusal detector's verdicts on them
+        (valid for detector version `detector` only), under its dialogue key."""
+        blob = json.dumps({"replies": [r.model_dump(mode="json") for r in replies],
+                           "verdicts": verdicts, "detector": detector})
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO dialogues (key, replies, created) VALUES (?, ?, ?)",
                              (key, blob, time.time()))
 
-    def get_dialogues(self, keys: list[str]) -> dict[str, list[Reply]]:
-        """The stored rollouts among `keys`, in one pass (chunks of 500 keys per query)."""
-        out: dict[str, list[Reply]] = {}
+    def get_dialogues(self, keys: list[str],
+                      detector: int) -> dict[str, tuple[list[Reply], list[dict[str, Any]] | None]]:
+        """The stored rollouts among `keys` in one pass (chunks of 500 keys per query): replies,
+        and the verdicts when they were made by detector version `detector` (else None)."""
+        out: dict[str, tuple[list[Reply], list[dict[str, Any]] | None]] = {}
         for i in range(0, len(keys), 500):
             chunk = keys[i:i + 500]
             marks = ",".join("?" * len(chunk))
@@ -112,7 +118,11 @@ class Store:
                 rows = self._db.execute(
                     f"SELECT key, replies FROM dialogues WHERE key IN ({marks})", chunk).fetchall()
             for key, blob in rows:
-                out[key] = [Reply.model_validate(r) for r in json.loads(blob)]
+                data = json.loads(blob)
+                if isinstance(data, list):  # written before verdicts were stored
+                    data = {"replies": data}
+                replies = [Reply.model_validate(r) for r in data["replies"]]
+                out[key] = (replies, data["verdicts"] if data.get("detector") == detector else None)
         return out
 
     def count(self) -> int:
