@@ -17,7 +17,7 @@ import heapq
 import itertools
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +71,18 @@ class _Job:
     """The dialogue's replies once known (from the store's dialogue table or the rollout)."""
 
 
+def _settle(fut: Future[Any], result: Any = None, error: BaseException | None = None) -> None:
+    """Resolve a future unless `stop()` already failed it (a rollout finishing after the run
+    stopped waiting for it)."""
+    try:
+        if error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(result)
+    except InvalidStateError:  # already resolved by the other thread
+        pass
+
+
 class DialogueFailed(MtmcsError):
     """A question could not be asked because its dialogue's rollout failed."""
 
@@ -102,7 +114,7 @@ class Engine:
         self._jobs: dict[str, _Job] = {}
         self._heap: list[tuple[int, int, str]] = []
         self._seq = itertools.count()
-        self._cv = threading.Lock()
+        self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
@@ -145,7 +157,7 @@ class Engine:
         return self._jobs[case_id].questions[suffix]
 
     def _bump(self, case_id: str) -> None:
-        with self._cv:
+        with self._lock:
             job = self._jobs[case_id]
             if job.started:
                 return
@@ -161,7 +173,7 @@ class Engine:
                 pass
 
     def _next_job(self) -> _Job | None:
-        with self._cv:
+        with self._lock:
             while self._heap:
                 _, _, cid = heapq.heappop(self._heap)
                 job = self._jobs[cid]
@@ -173,7 +185,7 @@ class Engine:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop after the calls in flight; unfinished futures get an error."""
         self._stopping = True
-        with self._cv:
+        with self._lock:
             self._heap.clear()
         self._wake()
         if self._thread is not None:
@@ -181,8 +193,7 @@ class Engine:
         for job in self._jobs.values():
             futures: list[Future[Any]] = [job.dialogue, *job.questions.values()]
             for fut in futures:
-                if not fut.done():
-                    fut.set_exception(MtmcsError("the run stopped before this dialogue was rolled out"))
+                _settle(fut, error=MtmcsError("the run stopped before this dialogue was rolled out"))
 
     # ------------------------------------------------------------------ the loop (engine thread)
     def _run(self) -> None:
@@ -320,7 +331,7 @@ class Engine:
         if not ok:
             reason = ("never refused the unsafe dialogue" if case.safety == "unsafe"
                       else f"refused the safe dialogue at R{tor}")
-        job.dialogue.set_result(DialogueRecord(
+        _settle(job.dialogue, DialogueRecord(
             id=case.id, split=case.split, row_id=case.row_id, modality=case.modality,
             safety=case.safety, target=self.target.spec, guardrail=self.guardrail,
             turns=tuple(turns), turn_of_refusal=tor, verdict="pass" if ok else "fail",
@@ -342,7 +353,7 @@ class Engine:
             reply, was_cached = await self._call(
                 question_request(case, q, replies, use_caption=job.use_caption), params)
         except Exception as exc:
-            fut.set_result(QuestionRecord(**base, verdict="error", reason=str(exc)))
+            _settle(fut, QuestionRecord(**base, verdict="error", reason=str(exc)))
             return
         if q.kind == "mcq":
             parsed = parse_mcq(reply.text, q.options)
@@ -355,7 +366,7 @@ class Engine:
             reason = "the answer could not be parsed"
         elif not correct:
             reason = f"answered {parsed}, expected {q.answer}"
-        fut.set_result(QuestionRecord(
+        _settle(fut, QuestionRecord(
             **base, answer=reply.text if self.keep_text else None, parsed=parsed, correct=correct,
             verdict="pass" if correct else "fail", reason=reason, cached=was_cached,
         ))
@@ -368,8 +379,8 @@ class Engine:
     def _fail(self, job: _Job, exc: BaseException) -> None:
         self.progress.errors += 1
         self._count_done()
-        job.dialogue.set_exception(exc)
+        _settle(job.dialogue, error=exc)
         for fut in job.questions.values():
             err = DialogueFailed(f"its dialogue {job.case.id} errored: {exc}")
             err.__cause__ = exc
-            fut.set_exception(err)
+            _settle(fut, error=err)
