@@ -64,9 +64,6 @@ class _MtmcsItem(pytest.Item):
             except FutureTimeout:
                 self.mtmcs.show_progress(time.monotonic() - started)
 
-    def _skip_reason(self) -> str | None:
-        return self.mtmcs.skip_reason(self.case)
-
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, MtmcsVerdict):
             return str(excinfo.value)
@@ -81,7 +78,7 @@ class DialogueItem(_MtmcsItem):
 
     def setup(self) -> None:
         self.mtmcs.item_started()
-        reason = self._skip_reason()
+        reason = self.mtmcs.skip_reason(self.case)
         if reason:
             self.user_properties.append((PROP_DIALOGUE, self.mtmcs.skip_record(self.case, reason)))
             pytest.skip(reason)
@@ -105,7 +102,7 @@ class QuestionItem(_MtmcsItem):
 
     def setup(self) -> None:
         self.mtmcs.item_started()
-        reason = self._skip_reason()
+        reason = self.mtmcs.skip_reason(self.case)
         if reason:
             self.user_properties.append(
                 (PROP_QUESTION, self.mtmcs.skip_record(self.case, reason, self.question)))
