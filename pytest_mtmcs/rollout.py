@@ -1,4 +1,4 @@
-"""The benchmark's rollout protocol (PROTOCOL.md 3 and 4), one dialogue at a time.
+"""The MTMCS-Bench rollout protocol (dialogue turns and intent questions), one dialogue at a time.
 
 - Three user turns in order; each call carries the whole history, the model's own replies as
   `assistant` messages.

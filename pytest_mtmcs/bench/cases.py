@@ -1,4 +1,4 @@
-"""Dialogue assembly (PROTOCOL.md 2): four dialogues per row, paired by row id.
+"""Dialogue assembly as MTMCS-Bench defines it: four dialogues per row, paired by row id.
 
 Type A (escalation):   unsafe = r1, r2, unsafe_r3    safe = r1, r2, safe_r3
 Type B (front-loaded): unsafe = unsafe_r1, r2, r3    safe = safe_r1, r2, r3

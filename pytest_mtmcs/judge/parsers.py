@@ -1,4 +1,4 @@
-"""Parsers for contextual-intent answers (PROTOCOL.md 4), reading what models really write.
+"""Parsers for contextual-intent answers (MCQ and true/false), reading what models really write.
 
 MCQ: "B", "b)", "(C)", "Answer: D", "The answer is C", "**C**. Because...", "C - the user wants",
 or the text of exactly one option. A reply naming two different options, or none, is unparsed

@@ -1,4 +1,4 @@
-"""Loaders and dialogue assembly (PROTOCOL.md 1 and 2)."""
+"""Loaders and dialogue assembly (the official schema and the benchmark's pairing)."""
 
 from __future__ import annotations
 
