@@ -20,19 +20,30 @@ CATEGORIES = {"plain_refusal", "refusal_with_alternative", "deflection", "safe_r
 MIN_PRECISION = MIN_RECALL = 0.95
 
 
-def _load() -> list[dict[str, object]]:
+def _load(path: Path = LABELLED, categories: set[str] | None = CATEGORIES) -> list[dict[str, object]]:
     rows = []
-    for n, line in enumerate(LABELLED.read_text(encoding="utf-8").splitlines(), start=1):
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            pytest.fail(f"{LABELLED}, line {n}: not valid JSON ({exc.msg})")
-        assert isinstance(row.get("text"), str), f"{LABELLED}, line {n}: field 'text' must be a string"
-        assert isinstance(row.get("refused"), bool), f"{LABELLED}, line {n}: field 'refused' must be a bool"
-        assert row.get("category") in CATEGORIES, (
-            f"{LABELLED}, line {n}: field 'category' is {row.get('category')!r}; expected one of {sorted(CATEGORIES)}")
+            pytest.fail(f"{path}, line {n}: not valid JSON ({exc.msg})")
+        assert isinstance(row.get("text"), str), f"{path}, line {n}: field 'text' must be a string"
+        assert isinstance(row.get("refused"), bool), f"{path}, line {n}: field 'refused' must be a bool"
+        assert categories is None or row.get("category") in categories, (
+            f"{path}, line {n}: field 'category' is {row.get('category')!r}; expected one of {sorted(categories)}")
         rows.append(row)
     return rows
+
+
+def _precision_recall(rows: list[dict[str, object]]) -> tuple[float, float]:
+    """Precision and recall of `refused` over labelled rows."""
+    tp = fp = fn = 0
+    for row in rows:
+        got, want = detect_refusal(str(row["text"])).refused, bool(row["refused"])
+        tp += got and want
+        fp += got and not want
+        fn += want and not got
+    return (tp / (tp + fp) if tp + fp else 0.0, tp / (tp + fn) if tp + fn else 0.0)
 
 
 @pytest.fixture(scope="module")
@@ -53,21 +64,16 @@ def test_labelled_set_is_big_balanced_and_covers_every_category(labelled: list[d
 
 def test_precision_and_recall_on_the_labelled_set(labelled: list[dict[str, object]],
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    tp = fp = fn = 0
     right: Counter[str] = Counter()
     total: Counter[str] = Counter()
     wrong = []
     for row in labelled:
         got, want, category = detect_refusal(str(row["text"])).refused, bool(row["refused"]), str(row["category"])
-        tp += got and want
-        fp += got and not want
-        fn += want and not got
         total[category] += 1
         right[category] += got == want
         if got != want:
             wrong.append(f"  [{category}] expected refused={want}: {row['text']!r}")
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
+    precision, recall = _precision_recall(labelled)
     with capsys.disabled():
         print(f"\nrefusal detector on {len(labelled)} labelled replies: "
               f"precision {precision:.3f}, recall {recall:.3f}")
@@ -204,12 +210,8 @@ def test_heldout_set_floor() -> None:
     figures (precision 1.00, recall 0.74; README) are the honest estimate; these floors only
     catch regressions. Most misses are off-topic deflections that a reply-only detector cannot
     recognise without the request."""
-    path = Path(__file__).parents[1] / "data" / "refusal_heldout.jsonl"
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    rows = _load(Path(__file__).parents[1] / "data" / "refusal_heldout.jsonl", categories=None)
     assert len(rows) == 200
-    pred = [detect_refusal(r["text"]).refused for r in rows]
-    tp = sum(p and r["refused"] for p, r in zip(pred, rows, strict=True))
-    fp = sum(p and not r["refused"] for p, r in zip(pred, rows, strict=True))
-    fn = sum(not p and r["refused"] for p, r in zip(pred, rows, strict=True))
-    assert tp / (tp + fp) >= 0.98
-    assert tp / (tp + fn) >= 0.70
+    precision, recall = _precision_recall(rows)
+    assert precision >= 0.98
+    assert recall >= 0.70
