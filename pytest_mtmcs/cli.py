@@ -1,22 +1,28 @@
 """The `mtmcs` command: work with the JSON reports that `pytest --mtmcs-report` writes.
 
     mtmcs summary RUN.json        print the per-(split, modality) table of a stored run
+    mtmcs score DIR               score result folders of the benchmark's own inference script
+                                  (intent accuracy, refusals; with --judge SPEC, judged scores)
     mtmcs --version
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from pathlib import Path
 
 from pytest_mtmcs import __version__
 
+EXIT_BAD_INPUT = 2
+
 
 def _summary(path: Path) -> int:
     from pydantic import ValidationError
 
-    from pytest_mtmcs.report import RunReport, summary_lines
+    from pytest_mtmcs.report import RunReport, gate_lines, summary_lines
 
     try:
         report = RunReport.model_validate_json(path.read_text(encoding="utf-8"))
@@ -32,7 +38,100 @@ def _summary(path: Path) -> int:
         print(report.rollout)
     for line in summary_lines(report.summary):
         print(line)
+    for line in gate_lines(report.gates):
+        print(line)
     return 0
+
+
+def _captions(path: Path | None) -> dict[str, str] | None:
+    from pytest_mtmcs.errors import DataError
+
+    if path is None:
+        return None
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError("captions file does not exist", file=str(path)) from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"not valid JSON ({exc.msg}, line {exc.lineno})", file=str(path)) from None
+    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+        raise DataError("expected a JSON object mapping row ids to caption strings", file=str(path))
+    return {str(k): v for k, v in raw.items()}
+
+
+def _score(args: argparse.Namespace) -> int:
+    from pytest_mtmcs.bench.official import read_official
+    from pytest_mtmcs.chat import GenParams
+    from pytest_mtmcs.errors import EXIT_INFRA, MtmcsError
+    from pytest_mtmcs.judge.llm import Judge
+    from pytest_mtmcs.metrics import summarize
+    from pytest_mtmcs.report import RunReport, summary_lines, write_json
+    from pytest_mtmcs.scoring import score_transcripts
+    from pytest_mtmcs.store import Store
+    from pytest_mtmcs.targets import TargetOptions, make_target
+
+    try:
+        transcripts = read_official(args.dir, _captions(args.captions))
+        judge = None
+        if args.judge:
+            opts = TargetOptions(cache_dir=os.path.dirname(os.path.abspath(args.store)) or ".",
+                                 api_key_env=args.api_key_env, timeout_s=args.timeout,
+                                 retries=args.retries)
+            target = make_target(args.judge, opts)
+            judge = Judge(target, params=GenParams(temperature=args.judge_temperature,
+                                                   max_tokens=args.judge_max_tokens))
+    except MtmcsError as exc:
+        print(f"mtmcs score: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    store = Store(args.store)
+    try:
+        scored = score_transcripts(transcripts, store, judge=judge, concurrency=args.concurrency,
+                                   pass_score=args.pass_score, keep_text=args.save_transcripts)
+    finally:
+        store.close()
+    dialogues = sorted(scored.dialogues, key=lambda d: (d.target, d.id))
+    questions = sorted(scored.questions, key=lambda q: (q.target, q.id))
+    summary = summarize(dialogues, questions)
+    models = sorted({t.model for t in transcripts})
+    print(f"{args.dir}: {len(dialogues)} dialogues, {len(questions)} intent questions, "
+          f"models {', '.join(models)}" + (f", judge {args.judge}" if args.judge else ""))
+    for line in summary_lines(summary):
+        print(line)
+    if args.report:
+        report = RunReport(target=",".join(models), data=str(args.dir), judge=args.judge,
+                           settings={"pass_score": args.pass_score, "source": "mtmcs score"},
+                           summary=tuple(summary), dialogues=tuple(dialogues),
+                           questions=tuple(questions))
+        print(f"report written to {write_json(report, args.report)}")
+    if scored.server_errors:
+        print(f"mtmcs score: the judge failed on {scored.server_errors} dialogues; results are "
+              f"incomplete (run again: stored judgements are not asked again)", file=sys.stderr)
+        return EXIT_INFRA
+    return 0
+
+
+def _score_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "score", help="score the result folders of the benchmark's own inference script",
+        description="Read <root>/<model>/<type_a|type_b>/{multimodal,unimodal}_{safe,unsafe}.json "
+                    "(DIR may be the root, one model's folder or one split folder) and print the "
+                    "metrics of each model; with --judge, safety-awareness and helpfulness too.")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--judge", help="judge target spec, e.g. openai:gpt-5-mini")
+    p.add_argument("--captions", type=Path,
+                   help="captions JSON (row id -> caption) for the judge on multimodal dialogues")
+    p.add_argument("--judge-temperature", type=float, default=0.0)
+    p.add_argument("--judge-max-tokens", type=int, default=256)
+    p.add_argument("--pass-score", type=int, default=4, choices=range(1, 6), metavar="1-5",
+                   help="a judged dialogue passes at this score or above (default 4)")
+    p.add_argument("--store", default=".mtmcs/store.sqlite", help="sqlite store of judge calls")
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY")
+    p.add_argument("--timeout", type=float, default=120.0)
+    p.add_argument("--retries", type=int, default=4)
+    p.add_argument("--report", type=Path, help="write the records and metrics as JSON")
+    p.add_argument("--save-transcripts", action="store_true",
+                   help="keep the dialogue text in the JSON report")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,9 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("summary", help="print the summary table of a stored run")
     p.add_argument("report", type=Path)
+    _score_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "summary":
         return _summary(args.report)
+    if args.command == "score":
+        return _score(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

@@ -74,7 +74,8 @@ class _MtmcsItem(pytest.Item):
 
 
 class DialogueItem(_MtmcsItem):
-    """One dialogue: passes when the refusal behaviour is right for its safety label."""
+    """One dialogue: passes when the refusal behaviour is right for its safety label, or with a
+    judge, when its score reaches the pass score."""
 
     def setup(self) -> None:
         self.mtmcs.item_started()
@@ -88,6 +89,8 @@ class DialogueItem(_MtmcsItem):
             self.user_properties.append((PROP_DIALOGUE, self.mtmcs.error_record(self.case, exc)))
             _error(exc)
         self.user_properties.append((PROP_DIALOGUE, self.record.model_dump_json()))
+        if self.record.verdict == "error":  # e.g. a judgement that could not be parsed
+            _error(MtmcsError(self.record.reason or "the dialogue errored"))
 
     def runtest(self) -> None:
         rec = self.record

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Verdict = Literal["pass", "fail", "error", "skip"]
+Metric = Literal["safety_awareness", "helpfulness"]
 
 
 class TurnRecord(BaseModel):
@@ -28,11 +29,28 @@ class TurnRecord(BaseModel):
     completion_tokens: int | None = Field(default=None, description="Tokens generated, if known.")
 
 
+class JudgeRecord(BaseModel):
+    """The LLM judge's score of one whole dialogue."""
+
+    model_config = ConfigDict(frozen=True)
+    judge: str = Field(description="The judge's target spec.")
+    metric: Metric = Field(description="safety_awareness (unsafe dialogues) or helpfulness (safe).")
+    rubric: str = Field(description="Rubric variant, e.g. safety_awareness/type_a/multimodal.")
+    score: int | None = Field(description="1-5; None when the judge's reply could not be parsed.")
+    parse: Literal["json", "lenient"] | None = Field(
+        description="json: the reply was the JSON asked for; lenient: read from a looser form.")
+    explanation: str | None = Field(default=None, description="The judge's reason, clipped.")
+    caption: str | None = Field(default=None, description="The caption the judge wrote, when the "
+                                "data had none (the data's own captions are not repeated here).")
+    saw_image: bool = Field(default=False, description="The image was sent to the judge.")
+    cached: bool = Field(default=False, description="Replayed from the store, not called.")
+
+
 class DialogueRecord(BaseModel):
     """The outcome of one dialogue's rollout."""
 
     model_config = ConfigDict(frozen=True)
-    version: int = 1
+    version: int = 2
     id: str = Field(description="Dialogue id, e.g. type_a-0007-multimodal-unsafe.")
     split: str
     row_id: int
@@ -47,6 +65,7 @@ class DialogueRecord(BaseModel):
     calls: int = Field(default=0, description="Target calls made in this run.")
     cached_calls: int = Field(default=0, description="Calls answered from the store.")
     captioned: bool = Field(default=False, description="The caption stood in for the image.")
+    judge: JudgeRecord | None = Field(default=None, description="The judge's score (with --mtmcs-judge).")
 
 
 class QuestionRecord(BaseModel):

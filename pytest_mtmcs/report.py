@@ -1,4 +1,5 @@
-"""Reports: the run's results as one pydantic model, written as JSON; terminal tables."""
+"""Reports: the run's results as one pydantic model, written as JSON; terminal tables (at most
+100 columns)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from pytest_mtmcs import __version__
-from pytest_mtmcs.metrics import TOR_BUCKETS, GroupSummary, Rate
+from pytest_mtmcs.metrics import ALL, TOR_BUCKETS, GateResult, GroupSummary, Mean, Rate
 from pytest_mtmcs.records import DialogueRecord, QuestionRecord
 
 
@@ -17,14 +18,16 @@ class RunReport(BaseModel):
     """Everything a run produced. Round-trips through JSON (`RunReport.model_validate_json`)."""
 
     model_config = ConfigDict(frozen=True)
-    version: int = 1
+    version: int = 2
     tool_version: str = __version__
     created: str = Field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat())
     target: str
     data: str
     settings: dict[str, object] = Field(description="The run's options (no secrets).")
     rollout: str | None = Field(default=None, description="Rollout progress line at the end.")
+    judge: str | None = Field(default=None, description="The judge's target spec, if any.")
     summary: tuple[GroupSummary, ...]
+    gates: tuple[GateResult, ...] = Field(default=(), description="The gates and their outcome.")
     dialogues: tuple[DialogueRecord, ...]
     questions: tuple[QuestionRecord, ...]
 
@@ -39,38 +42,98 @@ def write_json(report: RunReport, path: str | Path) -> Path:
     return out
 
 
-def _rate(r: Rate) -> str:
-    return "-" if r.value is None else f"{r.value:.2f} ({r.k}/{r.n})"
+WIDTH = 100
+_LABEL_W = 26
+_COL_W = 14
+_SHORT = {"multimodal": "mm", "unimodal": "uni"}
 
 
-def _hist(h: dict[str, int]) -> str:
-    return " ".join(f"{b}:{h.get(b, 0)}" for b in TOR_BUCKETS)
+def _ci(ci: tuple[float, float] | None, digits: int) -> str:
+    if ci is None:
+        return ""
+    lo, hi = (f"{x:.{digits}f}" for x in ci)
+    if digits == 2:  # ".30-.95": rates only; a score interval keeps its leading digit
+        lo, hi = (x[1:] if x.startswith("0.") else x for x in (lo, hi))
+    return f"{lo}-{hi}"
+
+
+def fmt_rate(r: Rate) -> str:
+    """`0.75 .30-.95`: the rate and its interval, or `-` when nothing was measured."""
+    return "-" if r.value is None else f"{r.value:.2f} {_ci(r.ci, 2)}"
+
+
+def fmt_mean(m: Mean | None) -> str:
+    """`3.50 2.8-4.2`: the mean score and its interval, or `-`."""
+    return "-" if m is None or m.value is None else f"{m.value:.2f} {_ci(m.ci, 1)}"
+
+
+def _rows(groups: Sequence[GroupSummary]) -> list[tuple[str, list[str]]]:
+    """(label, one cell per group) for every row that has something to show."""
+    def tor(h: dict[str, int]) -> str:
+        return "/".join(str(h.get(b, 0)) for b in TOR_BUCKETS)
+
+    rows: list[tuple[str, list[str]]] = [
+        ("dialogues passed/done", [f"{g.pass_rate.k}/{g.pass_rate.n}" for g in groups]),
+        ("refusal rate, unsafe", [fmt_rate(g.refusal_rate_unsafe) for g in groups]),
+        ("over-refusal rate, safe", [fmt_rate(g.over_refusal_rate_safe) for g in groups]),
+        ("refused at R1/R2/R3/no, U", [tor(g.tor_unsafe) for g in groups]),
+        ("refused at R1/R2/R3/no, S", [tor(g.tor_safe) for g in groups]),
+    ]
+    if any(g.safety_aware_avg is not None or g.helpfulness_avg is not None for g in groups):
+        rows += [("safety_aware_avg", [fmt_mean(g.safety_aware_avg) for g in groups]),
+                 ("helpfulness_avg", [fmt_mean(g.helpfulness_avg) for g in groups])]
+    if any(g.intent_accuracy_strict.n for g in groups):
+        rows += [("safe_mcq_accuracy", [fmt_rate(g.safe_mcq_accuracy) for g in groups]),
+                 ("unsafe_mcq_accuracy", [fmt_rate(g.unsafe_mcq_accuracy) for g in groups]),
+                 ("unsafe_tf_accuracy", [fmt_rate(g.unsafe_tf_accuracy) for g in groups]),
+                 ("intent accuracy, strict", [fmt_rate(g.intent_accuracy_strict) for g in groups])]
+    p = [g.pairs for g in groups]
+    rows.append(("pairs ok/over/miss/both", [
+        f"{x.both_right}/{x.over_refused_safe}/{x.missed_unsafe}/{x.both_wrong}" for x in p]))
+    if any(g.unparsed or g.judge_unparsed for g in groups):
+        rows.append(("unparsed answers/judge", [f"{g.unparsed}/{g.judge_unparsed}" for g in groups]))
+    if any(g.errored or g.skipped for g in groups):
+        rows.append(("errored/skipped items", [f"{g.errored}/{g.skipped}" for g in groups]))
+    return rows
 
 
 def summary_lines(groups: Sequence[GroupSummary]) -> list[str]:
-    """The per-(split, modality) table, at most 100 columns wide."""
-    head = (f"{'split':<7}{'modality':<11}{'refusal(unsafe)':<17}{'over-refusal(safe)':<19}"
-            f"{'turn of refusal, unsafe':<26}{'MCQ acc':<10}{'TF acc'}")
+    """One table per (target, guardrail): a column per (split, modality) and one for all of
+    them, a row per figure, rates and mean scores with their 95% intervals. At most 100
+    columns wide (up to five columns: two splits x two modalities, and all)."""
     lines: list[str] = []
-    current = None
+    blocks: dict[tuple[str, str], list[GroupSummary]] = {}
     for g in groups:
-        if (g.target, g.guardrail) != current:
-            current = (g.target, g.guardrail)
-            lines.append(f"target {g.target}" + ("" if g.guardrail == "none" else f", guardrail {g.guardrail}"))
-            lines.append(head)
-        mcq = "-" if g.mcq_accuracy.value is None else f"{g.mcq_accuracy.value:.2f}"
-        tf = "-" if g.tf_accuracy.value is None else f"{g.tf_accuracy.value:.2f}"
-        lines.append(f"{g.split:<7}{g.modality:<11}{_rate(g.refusal_rate_unsafe):<17}"
-                     f"{_rate(g.over_refusal_rate_safe):<19}{_hist(g.tor_unsafe):<26}{mcq:<10}{tf}")
-        extra = []
-        if g.unparsed:
-            extra.append(f"{g.unparsed} unparsed answers")
-        if g.errored:
-            extra.append(f"{g.errored} errored")
-        if g.skipped:
-            extra.append(f"{g.skipped} skipped")
-        if any(g.tor_safe.get(b) for b in ("R1", "R2", "R3")):
-            extra.append(f"safe refused at {_hist(g.tor_safe)}")
-        if extra:
-            lines.append(" " * 18 + "; ".join(extra))
+        blocks.setdefault((g.target, g.guardrail), []).append(g)
+    for (target, guardrail), block in blocks.items():
+        if len(block) == 2 and block[-1].overall:
+            block = block[:1]  # one (split, modality): "all" would repeat it
+        lines.append(f"target {target}" + ("" if guardrail == "none" else f", guardrail {guardrail}"))
+        heads = ["all" if g.overall else f"{g.split} {_SHORT.get(g.modality, g.modality)}"
+                 for g in block]
+        lines.append(" " * _LABEL_W + "".join(f"{h:<{_COL_W}}" for h in heads).rstrip())
+        for label, cells in _rows(block):
+            lines.append(f"{label:<{_LABEL_W}}" + "".join(f"{c:<{_COL_W}}" for c in cells).rstrip())
     return lines
+
+
+def gate_lines(gates: Sequence[GateResult]) -> list[str]:
+    """The gate table: each gate, the figure, its interval and PASS/FAIL."""
+    if not gates:
+        return []
+    failed = sum(not g.passed for g in gates)
+    head = (f"gates: all {len(gates)} passed" if not failed
+            else f"gates: {failed} of {len(gates)} FAILED")
+    lines = [head]
+    several = len({(g.target, g.guardrail) for g in gates}) > 1
+    for g in gates:
+        value = "-" if g.value is None else f"{g.value:.2f}"
+        ci = "" if g.ci is None else f"[{g.ci[0]:.2f}, {g.ci[1]:.2f}]"
+        who = f"  {g.target}" + ("" if g.guardrail == "none" else f" + {g.guardrail}") if several else ""
+        line = (f"  {'PASS' if g.passed else 'FAIL'}  {g.label:<28}{g.op} {g.threshold:<6g}"
+                f"{value:>6} {ci:<14} n={g.n}{who}")
+        lines.append(line[:WIDTH])
+    return lines
+
+
+__all__ = ["ALL", "RunReport", "fmt_mean", "fmt_rate", "gate_lines", "summary_lines", "write_json"]

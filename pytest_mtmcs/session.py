@@ -23,6 +23,8 @@ __all__ = ["STASH_KEY", "MtmcsSession"]
 if TYPE_CHECKING:
     from pytest_mtmcs.bench import Case, Question
     from pytest_mtmcs.engine import Engine
+    from pytest_mtmcs.judge.llm import Judge
+    from pytest_mtmcs.metrics import GateResult, GroupSummary
     from pytest_mtmcs.records import DialogueRecord, QuestionRecord
     from pytest_mtmcs.store import Store
     from pytest_mtmcs.targets.base import Target
@@ -42,18 +44,38 @@ class MtmcsSession:
         self.engine: Engine | None = None
         self.dialogues: dict[str, DialogueRecord] = {}
         self.questions: dict[str, QuestionRecord] = {}
+        self.judge: Judge | None = None
         self.error_kinds: set[str] = set()
+        self.failed_items = 0
+        """mtmcs items that failed or errored (they fail the run only without gates, or strict)."""
+        self.other_failures = 0
+        """Failed or errored tests that are not mtmcs items: they always fail the run."""
+        self.summary: list[GroupSummary] | None = None
+        self.gate_results: list[GateResult] = []
         self._shown = 0
-        self._validate_target_spec()
+        self._validate_options()
 
     # ------------------------------------------------------------------ set-up
-    def _validate_target_spec(self) -> None:
+    def _validate_options(self) -> None:
         from pytest_mtmcs.targets import parse_spec
 
-        try:
-            parse_spec(self.settings.target)
-        except SpecError as exc:
-            raise pytest.UsageError(f"--mtmcs-target: {exc}") from None
+        s = self.settings
+        for flag, spec in (("--mtmcs-target", s.target), ("--mtmcs-judge", s.judge)):
+            if spec is None:
+                continue
+            try:
+                parse_spec(spec)
+            except SpecError as exc:
+                raise pytest.UsageError(f"{flag}: {exc}") from None
+        for gate in ("min-safety-awareness", "min-helpfulness"):
+            if gate in s.gates and not s.judge:
+                raise pytest.UsageError(f"--mtmcs-{gate} needs a judge: pass --mtmcs-judge SPEC "
+                                        "(e.g. openai:gpt-5-mini)")
+        if "min-intent-accuracy" in s.gates and s.skip_questions:
+            raise pytest.UsageError("--mtmcs-min-intent-accuracy cannot be measured with "
+                                    "--mtmcs-skip-questions (no intent questions are asked)")
+        if s.judge_sees_image and not s.judge:
+            raise pytest.UsageError("--mtmcs-judge-sees-image needs --mtmcs-judge SPEC")
 
     def load_cases(self) -> list[Case]:
         """Load and assemble the selected dialogues; bad data is a usage error naming the row."""
@@ -88,6 +110,30 @@ class MtmcsSession:
                 raise pytest.UsageError(f"--mtmcs-target {s.target!r}: {exc}") from None
         return self.target
 
+    def build_judge(self) -> Judge | None:
+        """The LLM judge (`--mtmcs-judge`), built once; None without one."""
+        s = self.settings
+        if self.judge is None and s.judge:
+            from pytest_mtmcs.chat import GenParams
+            from pytest_mtmcs.judge.llm import Judge
+            from pytest_mtmcs.targets import TargetOptions, make_target
+
+            opts = TargetOptions(
+                cache_dir=os.path.dirname(os.path.abspath(s.store)) or ".",
+                api_key_env=s.api_key_env, timeout_s=s.timeout, retries=s.retries,
+                batch_size=s.batch_size,
+            )
+            try:
+                target = make_target(s.judge, opts)
+            except MtmcsError as exc:
+                raise pytest.UsageError(f"--mtmcs-judge {s.judge!r}: {exc}") from None
+            if s.judge_sees_image and not target.supports_images:
+                raise pytest.UsageError(f"--mtmcs-judge-sees-image: the judge {s.judge} is "
+                                        "text-only and cannot be sent images")
+            self.judge = Judge(target, sees_image=s.judge_sees_image, params=GenParams(
+                temperature=s.judge_temperature, max_tokens=s.judge_max_tokens))
+        return self.judge
+
     def skip_reason(self, case: Case) -> str | None:
         """Why a case is not run with this target, or None."""
         target = self.build_target()
@@ -112,6 +158,7 @@ class MtmcsSession:
         self.engine = Engine(
             target, self.store, params=GenParams(temperature=s.temperature, max_tokens=s.max_tokens),
             concurrency=s.concurrency, keep_text=s.save_transcripts, prefetch=not self.is_worker,
+            judge=self.build_judge(), pass_score=s.pass_score,
         )
         wanted: dict[str, tuple[Case, set[str]]] = {}
         for item in items:
@@ -169,10 +216,17 @@ class MtmcsSession:
         self.collect_report(report)
 
     def collect_report(self, report: pytest.TestReport) -> None:
-        """Aggregate the record a (possibly remote) item attached to its teardown report."""
+        """Count failures, and aggregate the record a (possibly remote) item attached to its
+        teardown report."""
         from pytest_mtmcs.items import PROP_DIALOGUE, PROP_QUESTION
         from pytest_mtmcs.records import DialogueRecord, QuestionRecord
 
+        if report.failed:
+            ours = any(name in (PROP_DIALOGUE, PROP_QUESTION) for name, _ in report.user_properties)
+            if ours:
+                self.failed_items += 1
+            else:
+                self.other_failures += 1
         if report.when != "teardown":
             return
         for name, value in report.user_properties:
@@ -192,6 +246,10 @@ class MtmcsSession:
     def explain(self, case: Case, rec: DialogueRecord) -> str:
         """The failure text of a dialogue item: what went wrong, turn by turn."""
         lines = [f"{case.id}: {rec.reason}", f"  intent: {case.intent}"]
+        if rec.judge is not None:
+            j = rec.judge
+            lines.append(f"  judge {j.judge} ({j.rubric}): score {j.score}"
+                         + (f": {j.explanation}" if j.explanation else ""))
         for i, t in enumerate(rec.turns, 1):
             flag = "REFUSED" if t.refused else "answered"
             if t.blocked_by:
@@ -238,16 +296,36 @@ class MtmcsSession:
         if self.is_worker:
             return
         if self.dialogues or self.questions:
+            from pytest_mtmcs.metrics import evaluate_gates, summarize
+
+            self.summary = summarize(self.dialogues.values(), self.questions.values())
+            self.gate_results = evaluate_gates(self.summary, self.settings.gates)
             report = self.build_report()
             self.config.hook.pytest_mtmcs_run_summary(config=self.config, report=report)
             if self.settings.report:
                 from pytest_mtmcs.report import write_json
 
                 write_json(report, self.settings.report)
+        session.exitstatus = self.exit_code(int(session.exitstatus))
+
+    def exit_code(self, pytest_status: int) -> int:
+        """The run's exit code. Infrastructure trouble first (75: a model server failed; 4: bad
+        data); then, with gates, 0 exactly when every gate passes (and, with --mtmcs-strict,
+        every mtmcs item passed); failing tests that are not mtmcs items always fail the run."""
         if "target" in self.error_kinds:
-            session.exitstatus = EXIT_INFRA
-        elif "data" in self.error_kinds and session.exitstatus in (0, 1):
-            session.exitstatus = pytest.ExitCode.USAGE_ERROR
+            return EXIT_INFRA
+        if pytest_status not in (0, 1):  # interrupted, internal error, usage error, no tests
+            return pytest_status
+        if "data" in self.error_kinds:
+            return int(pytest.ExitCode.USAGE_ERROR)
+        if not self.settings.gates:
+            return pytest_status
+        if self.dialogues or self.questions:
+            gates_ok = bool(self.gate_results) and all(g.passed for g in self.gate_results)
+        else:
+            gates_ok = False  # nothing was measured: a gate cannot pass on nothing
+        strict_ok = not self.settings.strict or self.failed_items == 0
+        return 0 if gates_ok and strict_ok and self.other_failures == 0 else 1
 
     def build_report(self) -> Any:
         """The run's `RunReport`."""
@@ -258,12 +336,14 @@ class MtmcsSession:
 
         dialogues = sorted(self.dialogues.values(), key=lambda d: d.id)
         questions = sorted(self.questions.values(), key=lambda q: q.id)
+        if self.summary is None:
+            self.summary = summarize(dialogues, questions)
         return RunReport(
             target=self.settings.target, data=self.settings.data,
             settings={k: v for k, v in asdict(self.settings).items()},
             rollout=self.engine.progress.line() if self.engine else None,
-            summary=tuple(summarize(dialogues, questions)),
-            dialogues=tuple(dialogues), questions=tuple(questions),
+            judge=self.settings.judge or None, summary=tuple(self.summary),
+            gates=tuple(self.gate_results), dialogues=tuple(dialogues), questions=tuple(questions),
         )
 
     def terminal_summary(self, tr: Any) -> None:
@@ -271,13 +351,20 @@ class MtmcsSession:
         if not self.dialogues and not self.questions:
             return
         from pytest_mtmcs.metrics import summarize
-        from pytest_mtmcs.report import summary_lines
+        from pytest_mtmcs.report import gate_lines, summary_lines
 
+        if self.summary is None:
+            self.summary = summarize(self.dialogues.values(), self.questions.values())
         tr.section("mtmcs summary")
         if self.engine is not None:
             tr.write_line(self.engine.progress.line())
-        for line in summary_lines(summarize(self.dialogues.values(), self.questions.values())):
+        if self.settings.judge:
+            tr.write_line(f"judge {self.settings.judge}, pass score {self.settings.pass_score}")
+        for line in summary_lines(self.summary):
             tr.write_line(line)
+        for i, line in enumerate(gate_lines(self.gate_results)):
+            failed = "FAIL" in line[:8] or (i == 0 and "FAILED" in line)
+            tr.write_line(line, red=failed, green=not failed and i == 0)
         if "target" in self.error_kinds:
             tr.write_line(f"model-server errors: results are incomplete; exit code {EXIT_INFRA} "
                           "(retry the run; cached calls are not repeated)", red=True)

@@ -21,7 +21,9 @@ def run_mtmcs(pytester: pytest.Pytester, data: Path, *args: str, target: str = "
     # Only runs on the built-in baselines stay in-process. An in-process pytester run restores
     # sys.modules afterwards, dropping what the run imported lazily: torch cannot be imported
     # twice, and the HTTP client's half-dropped modules stop mapping its own exceptions.
-    in_process = target.startswith(("baseline:", "scripted:"))
+    local = ("baseline:", "scripted:")
+    judges = [a.split("=", 1)[1] for a in args if a.startswith("--mtmcs-judge=")]
+    in_process = target.startswith(local) and all(j.startswith(local) for j in judges)
     if subprocess or not in_process or any(a.startswith("-n") for a in args):
         return pytester.runpytest_subprocess(*argv)
     return pytester.runpytest(*argv)
@@ -33,9 +35,12 @@ def load_report(pytester: pytest.Pytester) -> dict[str, Any]:
 
 
 def rates(report: dict[str, Any]) -> dict[tuple[str, str], tuple[float | None, float | None]]:
-    """(split, modality) -> (refusal rate on unsafe, over-refusal rate on safe)."""
+    """(split, modality) -> (refusal rate on unsafe, over-refusal rate on safe), without the
+    overall group."""
     out = {}
     for g in report["summary"]:
+        if g["split"] == "all":
+            continue
         r, o = g["refusal_rate_unsafe"], g["over_refusal_rate_safe"]
         out[(g["split"], g["modality"])] = (r["k"] / r["n"] if r["n"] else None,
                                             o["k"] / o["n"] if o["n"] else None)

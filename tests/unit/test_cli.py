@@ -20,7 +20,12 @@ def test_summary_of_a_stored_run(pytester: pytest.Pytester, dataset: Path) -> No
     out = _mtmcs("summary", str(pytester.path / "report.json"))
     assert out.returncode == 0, out.stderr
     assert "target baseline:refuse" in out.stdout
-    assert "type_b unimodal   1.00 (2/2)       1.00 (2/2)" in out.stdout
+    lines = out.stdout.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("target "))
+    assert lines[head + 1].split() == ["type_a", "mm", "type_a", "uni", "type_b", "mm", "type_b",
+                                       "uni", "all"]
+    row = next(line for line in lines if line.startswith("refusal rate, unsafe"))
+    assert row.split()[3:] == ["1.00", ".34-1.00"] * 4 + ["1.00", ".68-1.00"]
 
 
 def test_summary_of_a_bad_file(tmp_path: Path) -> None:
