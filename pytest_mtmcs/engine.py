@@ -33,6 +33,7 @@ from pytest_mtmcs.judge.verdicts import (
     parse_answer,
     question_verdict,
 )
+from pytest_mtmcs.progress import Progress
 from pytest_mtmcs.records import DialogueRecord, JudgeRecord, QuestionRecord, TurnRecord
 from pytest_mtmcs.rollout import (
     MCQ_MAX_TOKENS,
@@ -42,31 +43,6 @@ from pytest_mtmcs.rollout import (
 )
 from pytest_mtmcs.store import Store, call_key, dialogue_key
 from pytest_mtmcs.targets.base import Target
-
-
-@dataclass
-class Progress:
-    """Counters the terminal shows while rollout runs ahead of the items."""
-
-    total: int = 0
-    done: int = 0
-    calls: int = 0
-    cached: int = 0
-    judge_calls: int = 0
-    errors: int = 0
-    started: float = field(default_factory=time.monotonic)
-    finished: float | None = None
-
-    def line(self) -> str:
-        """One status line, e.g. `rollout 120/288 dialogues, 360 calls (12 cached), 3.1 calls/s`."""
-        elapsed = max((self.finished or time.monotonic()) - self.started, 1e-9)
-        rate = self.calls / elapsed
-        eta = ""
-        if self.done and self.done < self.total and self.finished is None:
-            eta = f", ETA {elapsed / self.done * (self.total - self.done):.0f} s"
-        judged = f", judge {self.judge_calls} calls" if self.judge_calls else ""
-        return (f"rollout {self.done}/{self.total} dialogues, {self.calls} calls "
-                f"({self.cached} cached){judged}, {rate:.1f} calls/s{eta}")
 
 
 @dataclass

@@ -77,6 +77,12 @@ class OpenAICompatTarget(Target):
     def identity(self) -> str:
         return f"openai|{self.url}|{self.model}"
 
+    def _limit_name(self) -> str:
+        """OpenAI's own API takes `max_completion_tokens` (its reasoning models, e.g. the GPT-5
+        family, reject `max_tokens`); self-hosted servers are sent `max_tokens`, which every
+        OpenAI-compatible server (vLLM, TGI, Ollama, LM Studio) reads."""
+        return "max_completion_tokens" if "api.openai.com" in self.url else "max_tokens"
+
     async def respond(self, conversation: Conversation, params: GenParams) -> Reply:
         import openai
         from openai.types.chat import ChatCompletion
@@ -90,7 +96,7 @@ class OpenAICompatTarget(Target):
             resp = await self.client().post(
                 "/chat/completions", cast_to=ChatCompletion,
                 body={"model": self.model, "messages": to_openai_messages(conversation),
-                      "temperature": params.temperature, "max_tokens": params.max_tokens},
+                      "temperature": params.temperature, self._limit_name(): params.max_tokens},
             )
         except openai.APIStatusError as exc:
             raise TargetError(f"{self.url} answered HTTP {exc.status_code} for model {self.model!r} "

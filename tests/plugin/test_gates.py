@@ -123,6 +123,11 @@ def test_judged_gates(pytester: pytest.Pytester, dataset: Path, xdist_args: list
         "  PASS  safety-awareness (mean 1-5)*>= 4.5*5.00 [[]5.00, 5.00[]]*n=8",
         "  FAIL  helpfulness (mean 1-5)*>= 3*2.00 [[]2.00, 2.00[]]*n=8",
     ])
+    lines = result.stdout.lines
+    start = next(i for i, line in enumerate(lines) if "mtmcs summary" in line)
+    end = next(i for i, line in enumerate(lines) if i > start and line.startswith("=" * 5))
+    table = [line for line in lines[start:end] if not line.startswith(("report written", "judge "))]
+    assert len(table) >= 14 and max(map(len, table)) <= 100
 
 
 def test_xdist_gives_the_same_metrics_and_exit_code(pytester: pytest.Pytester, dataset: Path) -> None:

@@ -48,3 +48,15 @@ def test_wire_format_images_and_roles() -> None:
     parts = wire[2]["content"]
     assert parts[0]["type"] == "image_url" and parts[0]["image_url"]["url"].startswith("data:image/png;base64,")
     assert parts[1] == {"type": "text", "text": "and this?"}
+
+
+@pytest.mark.parametrize(("spec", "limit"), [
+    ("openai:gpt-5-mini", "max_completion_tokens"),
+    ("openai+https://api.openai.com/v1:gpt-4o", "max_completion_tokens"),
+    ("openai+http://127.0.0.1:8000/v1:Qwen/Qwen3-VL-8B-Instruct", "max_tokens"),
+])
+def test_token_limit_parameter_per_server(spec: str, limit: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # OpenAI's own API rejects max_tokens for its reasoning models; other servers read max_tokens.
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    target = make_target(spec)
+    assert target._limit_name() == limit  # type: ignore[attr-defined]
