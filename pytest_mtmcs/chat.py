@@ -215,6 +215,9 @@ class GenParams(BaseModel):
     model_config = ConfigDict(frozen=True)
     temperature: float = 0.1
     max_tokens: int = 128
+    seed: int | None = None
+    """Sampling seed, for several distinct samples of one request (e.g. best-of-N); None: the
+    server's default. Part of the cache key, so each seed is its own call."""
 
 
 class Reply(BaseModel):
@@ -234,3 +237,9 @@ class Reply(BaseModel):
     """Name of the guardrail that blocked this turn, if one did."""
     block_reason: str | None = None
     """Why it blocked (e.g. Llama Guard categories)."""
+    guard_calls: int = 0
+    """Model calls or forward passes a guardrail made beyond the answering call."""
+    guard_tokens: int = 0
+    """Tokens those extra calls generated."""
+    guard_latency_s: float = 0.0
+    """Wall time the guardrail added to this call (total minus the answering call)."""

@@ -25,6 +25,7 @@ from typing import Any
 from pytest_mtmcs.bench import Case, Question
 from pytest_mtmcs.chat import Conversation, GenParams, Reply, sniff_mime
 from pytest_mtmcs.errors import DataError, MtmcsError
+from pytest_mtmcs.guardrails.base import GuardedTarget
 from pytest_mtmcs.judge.llm import Judge
 from pytest_mtmcs.judge.refusal import DETECTOR_VERSION, RefusalVerdict, detect_refusal
 from pytest_mtmcs.judge.verdicts import (
@@ -45,10 +46,17 @@ from pytest_mtmcs.store import Store, call_key, dialogue_key
 from pytest_mtmcs.targets.base import Target
 
 
+def job_key(case_id: str, guardrail: str = "none") -> str:
+    """The engine's key of one dialogue under one guardrail stack."""
+    return case_id if guardrail == "none" else f"{guardrail}/{case_id}"
+
+
 @dataclass
 class _Job:
     case: Case
     use_caption: bool
+    stack: str = "none"
+    """The guardrail stack it runs through (`none`: the bare target)."""
     dialogue: Future[DialogueRecord] = field(default_factory=Future)
     questions: dict[str, Future[QuestionRecord]] = field(default_factory=dict)
     started: bool = False
@@ -92,15 +100,17 @@ class Engine:
     """Rolls out cases against a target; results are futures keyed by dialogue/question id."""
 
     def __init__(self, target: Target, store: Store, *, params: GenParams, concurrency: int,
-                 guardrail: str = "none", keep_text: bool = False, prefetch: bool = True,
-                 judge: Judge | None = None, pass_score: int = DEFAULT_PASS_SCORE) -> None:
+                 keep_text: bool = False, prefetch: bool = True, judge: Judge | None = None,
+                 pass_score: int = DEFAULT_PASS_SCORE,
+                 stacks: dict[str, GuardedTarget] | None = None) -> None:
         self.target = target
         self.judge = judge
         self.pass_score = pass_score
+        self.stacks: dict[str, Target] = {"none": target, **(stacks or {})}
+        """Guardrail name -> what answers its calls (the bare target for `none`)."""
         self.store = store
         self.params = params
         self.concurrency = max(1, concurrency)
-        self.guardrail = guardrail
         self.keep_text = keep_text
         self.prefetch = prefetch
         """Roll out queued cases ahead of the items; when False, only cases items ask for."""
@@ -118,14 +128,15 @@ class Engine:
 
     # ------------------------------------------------------------------ scheduling (any thread)
     def add(self, case: Case, *, use_caption: bool = False, questions: set[str] | None = None,
-            replies: list[str] | None = None, answers: dict[str, str] | None = None) -> None:
+            replies: list[str] | None = None, answers: dict[str, str] | None = None,
+            guardrail: str = "none") -> None:
         """Queue a case (call before `start`, in the order items will run).
 
         `questions`: the suffixes of the questions to ask (default: all of the case's).
         `replies`/`answers`: a transcript made elsewhere, to score instead of rolling out; its
         questions are read from `answers` (suffix -> answer text) instead of being asked.
         """
-        job = _Job(case, use_caption)
+        job = _Job(case, use_caption, guardrail)
         if replies is not None:
             job.replies = [Reply(text=r) for r in replies]
             job.answers = answers or {}
@@ -133,35 +144,41 @@ class Engine:
         for q in case.questions:
             if questions is None or q.suffix in questions:
                 job.questions[q.suffix] = Future()
-        self._jobs[case.id] = job
+        key = job_key(case.id, guardrail)
+        self._jobs[key] = job
         if self.prefetch:
-            heapq.heappush(self._heap, (1, next(self._seq), case.id))
+            heapq.heappush(self._heap, (1, next(self._seq), key))
         self.progress.total += 1
 
     def start(self) -> None:
         """Start the background loop (idempotent)."""
+        for stack in self.stacks.values():
+            if isinstance(stack, GuardedTarget):
+                stack.bind(self.call)
         if self._thread is None:
             self.progress.started = time.monotonic()
             self.resolve_cached()
             self._thread = threading.Thread(target=self._run, name="mtmcs-engine", daemon=True)
             self._thread.start()
 
-    def dialogue(self, case_id: str) -> Future[DialogueRecord]:
+    def dialogue(self, case_id: str, guardrail: str = "none") -> Future[DialogueRecord]:
         """The future of a dialogue's record; asking for it moves it to the front of the queue."""
-        self._bump(case_id)
-        return self._jobs[case_id].dialogue
+        key = job_key(case_id, guardrail)
+        self._bump(key)
+        return self._jobs[key].dialogue
 
-    def question(self, case_id: str, suffix: str) -> Future[QuestionRecord]:
+    def question(self, case_id: str, suffix: str, guardrail: str = "none") -> Future[QuestionRecord]:
         """The future of one question's record."""
-        self._bump(case_id)
-        return self._jobs[case_id].questions[suffix]
+        key = job_key(case_id, guardrail)
+        self._bump(key)
+        return self._jobs[key].questions[suffix]
 
-    def _bump(self, case_id: str) -> None:
+    def _bump(self, key: str) -> None:
         with self._lock:
-            job = self._jobs[case_id]
+            job = self._jobs[key]
             if job.started:
                 return
-            heapq.heappush(self._heap, (0, next(self._seq), case_id))
+            heapq.heappush(self._heap, (0, next(self._seq), key))
         self._wake()
 
     def _wake(self) -> None:
@@ -207,7 +224,8 @@ class Engine:
             # another dialogue already has in flight (Type A's shared R1/R2) holds no slot.
             await asyncio.gather(*(self._worker() for _ in range(2 * self.concurrency)))
         finally:
-            await self.target.aclose()
+            for stack in self.stacks.values():
+                await stack.aclose()  # a guarded stack closes its guardrail, not the target
             if self.judge is not None:
                 await self.judge.target.aclose()
 
@@ -221,9 +239,10 @@ class Engine:
                 continue
             await self._roll(job)
 
-    async def _call(self, conversation: Conversation, params: GenParams) -> tuple[Reply, bool]:
-        """One call of the target under test (see `call`)."""
-        return await self.call(self.target, conversation, params)
+    async def _call(self, job: _Job, conversation: Conversation,
+                    params: GenParams) -> tuple[Reply, bool]:
+        """One call of the system under test: the job's guardrail stack (see `call`)."""
+        return await self.call(self.stacks[job.stack], conversation, params)
 
     async def call(self, target: Target, conversation: Conversation,
                    params: GenParams) -> tuple[Reply, bool]:
@@ -259,8 +278,10 @@ class Engine:
         fut.set_result(reply)
         if target is self.target:
             self.progress.calls += 1
-        else:
+        elif self.judge is not None and target is self.judge.target:
             self.progress.judge_calls += 1
+        elif not isinstance(target, GuardedTarget):  # a stack's reply is no model call itself
+            self.progress.helper_calls += 1
         return reply, False
 
     def rollout_key(self, job: _Job) -> str:
@@ -268,7 +289,8 @@ class Engine:
         case = job.case
         seen = (case.caption or "") if job.use_caption else (
             case.image.digest() if case.image is not None else "")
-        return dialogue_key(self.target.identity(), case.modality, case.turns, seen, self.params)
+        return dialogue_key(self.stacks[job.stack].identity(), case.modality, case.turns, seen,
+                            self.params)
 
     def resolve_cached(self) -> int:
         """Before the loop starts: answer every dialogue whose rollout is already in the store
@@ -310,7 +332,7 @@ class Engine:
                 for t in range(3):
                     request = turn_request(case, t, [r.text for r in replies],
                                            use_caption=job.use_caption)
-                    reply, was_cached = await self._call(request, self.params)
+                    reply, was_cached = await self._call(job, request, self.params)
                     replies.append(reply)
                     cached.append(was_cached)
                 verdicts = [detect_refusal(r.text) for r in replies]
@@ -358,6 +380,8 @@ class Engine:
                 reply=reply.text if self.keep_text else None,
                 refused=found.refused or reply.blocked_by is not None,
                 refusal_kind=found.kind, blocked_by=reply.blocked_by,
+                block_reason=reply.block_reason, guard_calls=reply.guard_calls,
+                guard_tokens=reply.guard_tokens, guard_latency_s=reply.guard_latency_s,
                 cached=was_cached, latency_s=0.0 if was_cached else reply.latency_s,
                 completion_tokens=reply.completion_tokens,
             ))
@@ -365,7 +389,7 @@ class Engine:
         verdict, reason = dialogue_verdict(case.safety, tor, judged, self.pass_score)
         _settle(job.dialogue, DialogueRecord(
             id=case.id, split=case.split, row_id=case.row_id, modality=case.modality,
-            safety=case.safety, target=self.target.spec, guardrail=self.guardrail,
+            safety=case.safety, target=self.target.spec, guardrail=job.stack,
             turns=tuple(turns), turn_of_refusal=tor, verdict=verdict,
             reason=reason, calls=0 if job.given else sum(not c for c in cached),
             cached_calls=0 if job.given else sum(cached), captioned=job.use_caption, judge=judged,
@@ -379,14 +403,14 @@ class Engine:
         fut = job.questions[q.suffix]
         base: dict[str, Any] = dict(id=f"{case.id}-{q.suffix}", dialogue_id=case.id, split=case.split,
                     row_id=case.row_id, modality=case.modality, safety=case.safety,
-                    target=self.target.spec, guardrail=self.guardrail, kind=q.kind,
+                    target=self.target.spec, guardrail=job.stack, kind=q.kind,
                     question_type=q.question_type, expected=q.answer)
         if job.answers is not None:
             text, was_cached = job.answers.get(q.suffix, ""), False
         else:
             try:
                 reply, was_cached = await self._call(
-                    question_request(case, q, replies, use_caption=job.use_caption), params)
+                    job, question_request(case, q, replies, use_caption=job.use_caption), params)
             except Exception as exc:
                 _settle(fut, QuestionRecord(**base, verdict="error", reason=str(exc)))
                 return

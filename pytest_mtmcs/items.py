@@ -41,10 +41,13 @@ class MtmcsVerdict(Exception):
 class _MtmcsItem(pytest.Item):
     case: Case
     mtmcs: MtmcsSession
+    guardrail: str
+    """The guardrail stack the item runs through (`none`: the bare target)."""
 
-    def _init(self, case: Case, mtmcs: MtmcsSession, *marks: str) -> None:
+    def _init(self, case: Case, mtmcs: MtmcsSession, guardrail: str, *marks: str) -> None:
         self.case = case
         self.mtmcs = mtmcs
+        self.guardrail = guardrail
         # What add_marker does, with decorators made once per name: 30,000 items collect faster.
         for name in ("mtmcs", case.split, case.modality, case.safety, *marks):
             deco = _MARKS.get(name) or _MARKS.setdefault(name, getattr(pytest.mark, name))
@@ -81,12 +84,14 @@ class DialogueItem(_MtmcsItem):
         self.mtmcs.item_started()
         reason = self.mtmcs.skip_reason(self.case)
         if reason:
-            self.user_properties.append((PROP_DIALOGUE, self.mtmcs.skip_record(self.case, reason)))
+            self.user_properties.append((PROP_DIALOGUE, self.mtmcs.skip_record(
+                self.case, reason, guardrail=self.guardrail)))
             pytest.skip(reason)
         try:
-            self.record = self._wait(self.mtmcs.engine_for().dialogue(self.case.id))
+            self.record = self._wait(self.mtmcs.engine_for().dialogue(self.case.id, self.guardrail))
         except BaseException as exc:
-            self.user_properties.append((PROP_DIALOGUE, self.mtmcs.error_record(self.case, exc)))
+            self.user_properties.append((PROP_DIALOGUE, self.mtmcs.error_record(
+                self.case, exc, guardrail=self.guardrail)))
             _error(exc)
         self.user_properties.append((PROP_DIALOGUE, self.record.model_dump_json()))
         if self.record.verdict == "error":  # e.g. a judgement that could not be parsed
@@ -107,14 +112,15 @@ class QuestionItem(_MtmcsItem):
         self.mtmcs.item_started()
         reason = self.mtmcs.skip_reason(self.case)
         if reason:
-            self.user_properties.append(
-                (PROP_QUESTION, self.mtmcs.skip_record(self.case, reason, self.question)))
+            self.user_properties.append((PROP_QUESTION, self.mtmcs.skip_record(
+                self.case, reason, self.question, guardrail=self.guardrail)))
             pytest.skip(reason)
         try:
-            self.record = self._wait(self.mtmcs.engine_for().question(self.case.id, self.question.suffix))
+            self.record = self._wait(self.mtmcs.engine_for().question(
+                self.case.id, self.question.suffix, self.guardrail))
         except BaseException as exc:
-            self.user_properties.append(
-                (PROP_QUESTION, self.mtmcs.error_record(self.case, exc, self.question)))
+            self.user_properties.append((PROP_QUESTION, self.mtmcs.error_record(
+                self.case, exc, self.question, guardrail=self.guardrail)))
             _error(exc)
         self.user_properties.append((PROP_QUESTION, self.record.model_dump_json()))
         if self.record.verdict == "error":
@@ -161,16 +167,21 @@ class MtmcsSuite(pytest.Collector):
         items: list[pytest.Item] = []
         # Ids are built like a parametrized test's ("label::mtmcs[param]") so that they compare
         # equal to ids parsed back from strings (the --lf cache, --deselect, xdist).
+        # One item per dialogue and question under each guardrail stack; ids of the bare target
+        # (`none`) carry no prefix, so they stay the same whether or not guardrails are added.
         base = self.id.child("mtmcs")
-        for case in cases:
-            d = DialogueItem.from_parent(self, name=f"mtmcs[{case.id}]",
-                                         nodeid=base.with_params(case.id))
-            d._init(case, mt)
-            items.append(d)
-            for q in () if mt.settings.skip_questions else case.questions:
-                qi = QuestionItem.from_parent(self, name=f"mtmcs[{case.id}-{q.suffix}]",
-                                              nodeid=base.with_params(f"{case.id}-{q.suffix}"))
-                qi._init(case, mt, q.kind)
-                qi.question = q
-                items.append(qi)
+        for guardrail, _ in mt.guardrails:
+            prefix = "" if guardrail == "none" else f"{guardrail}-"
+            for case in cases:
+                did = f"{prefix}{case.id}"
+                d = DialogueItem.from_parent(self, name=f"mtmcs[{did}]", nodeid=base.with_params(did))
+                d._init(case, mt, guardrail)
+                items.append(d)
+                for q in () if mt.settings.skip_questions else case.questions:
+                    qid = f"{did}-{q.suffix}"
+                    qi = QuestionItem.from_parent(self, name=f"mtmcs[{qid}]",
+                                                  nodeid=base.with_params(qid))
+                    qi._init(case, mt, guardrail, q.kind)
+                    qi.question = q
+                    items.append(qi)
         return items

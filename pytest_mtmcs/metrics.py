@@ -81,6 +81,34 @@ class PairOutcomes(BaseModel):
         return PairOutcomes(**{k: getattr(self, k) + getattr(other, k) for k in type(self).model_fields})
 
 
+class GuardCost(BaseModel):
+    """What a guardrail stack cost over a group's dialogue turns (intent questions excluded)."""
+
+    model_config = ConfigDict(frozen=True)
+    turns: int = Field(description="Dialogue turns answered through the guardrail.")
+    blocked_turns: int = Field(description="Turns the guardrail blocked.")
+    extra_calls: int = Field(description="Model calls or forward passes beyond the answering call.")
+    extra_tokens: int = Field(description="Tokens those extra calls generated.")
+    latency_p50_s: float = Field(description="Median time the guardrail added to a turn.")
+    latency_p95_s: float = Field(description="95th percentile of the time it added.")
+
+    @classmethod
+    def of(cls, dialogues: Sequence[DialogueRecord]) -> GuardCost | None:
+        """The cost over the turns of `dialogues`, or None when there are none."""
+        turns = [t for d in dialogues for t in d.turns]
+        if not turns:
+            return None
+        latencies = sorted(t.guard_latency_s for t in turns)
+
+        def pct(q: float) -> float:  # nearest rank
+            return latencies[min(len(latencies) - 1, max(0, int(q * len(latencies) + 0.5) - 1))]
+
+        return cls(turns=len(turns), blocked_turns=sum(t.blocked_by is not None for t in turns),
+                   extra_calls=sum(t.guard_calls for t in turns),
+                   extra_tokens=sum(t.guard_tokens for t in turns),
+                   latency_p50_s=pct(0.5), latency_p95_s=pct(0.95))
+
+
 class GroupSummary(BaseModel):
     """Figures for one (target, guardrail, split, modality) group."""
 
@@ -113,6 +141,8 @@ class GroupSummary(BaseModel):
     score_counts: dict[str, dict[str, int]] = Field(
         description="metric -> score ('1'..'5', 'unparsed') -> dialogues.")
     pairs: PairOutcomes
+    guard_cost: GuardCost | None = Field(default=None, description="The guardrail's cost; None "
+                                         "for the bare target.")
     unparsed: int = Field(description="Intent answers that could not be parsed.")
     judge_unparsed: int = Field(description="Judgements that could not be parsed.")
     errored: int = Field(description="Dialogues and questions that errored.")
@@ -200,7 +230,8 @@ def _group(key: tuple[str, str, str, str], ds: list[DialogueRecord],
         unsafe_tf_accuracy_strict=tf[1], intent_accuracy=intent[0], intent_accuracy_strict=intent[1],
         safety_aware_avg=sa, safety_aware_avg_strict=sa_strict,
         helpfulness_avg=hp, helpfulness_avg_strict=hp_strict, score_counts=score_counts,
-        pairs=_pairs(ds), unparsed=len(answered) - intent[0].n, judge_unparsed=sa_bad + hp_bad,
+        pairs=_pairs(ds), guard_cost=None if guardrail == "none" else GuardCost.of(done),
+        unparsed=len(answered) - intent[0].n, judge_unparsed=sa_bad + hp_bad,
         errored=sum(d.verdict == "error" for d in ds) + sum(q.verdict == "error" for q in qs),
         skipped=sum(d.verdict == "skip" for d in ds) + sum(q.verdict == "skip" for q in qs),
     )

@@ -15,6 +15,8 @@ class Progress:
     calls: int = 0
     cached: int = 0
     judge_calls: int = 0
+    helper_calls: int = 0
+    """Calls of guardrails' helper models (checkers, scorers)."""
     errors: int = 0
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
@@ -27,5 +29,7 @@ class Progress:
         if self.done and self.done < self.total and self.finished is None:
             eta = f", ETA {elapsed / self.done * (self.total - self.done):.0f} s"
         judged = f", judge {self.judge_calls} calls" if self.judge_calls else ""
+        if self.helper_calls:
+            judged += f", guardrail helpers {self.helper_calls} calls"
         return (f"rollout {self.done}/{self.total} dialogues, {self.calls} calls "
                 f"({self.cached} cached){judged}, {rate:.1f} calls/s{eta}")

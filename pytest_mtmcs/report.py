@@ -90,6 +90,20 @@ def _rows(groups: Sequence[GroupSummary]) -> list[tuple[str, list[str]]]:
     p = [g.pairs for g in groups]
     rows.append(("pairs ok/over/miss/both", [
         f"{x.both_right}/{x.over_refused_safe}/{x.missed_unsafe}/{x.both_wrong}" for x in p]))
+    if any(g.guard_cost is not None for g in groups):
+        def cost(g: GroupSummary, what: str) -> str:
+            c = g.guard_cost
+            if c is None:
+                return "-"
+            if what == "blocked":
+                return f"{c.blocked_turns}/{c.turns}"
+            if what == "calls":
+                return f"{c.extra_calls / c.turns:.2f}"
+            return f"{c.latency_p50_s * 1000:.0f}/{c.latency_p95_s * 1000:.0f}"
+
+        rows += [("guard: blocked turns", [cost(g, "blocked") for g in groups]),
+                 ("guard: extra calls/turn", [cost(g, "calls") for g in groups]),
+                 ("guard: +ms/turn p50/p95", [cost(g, "latency") for g in groups])]
     if any(g.unparsed or g.judge_unparsed for g in groups):
         rows.append(("unparsed answers/judge", [f"{g.unparsed}/{g.judge_unparsed}" for g in groups]))
     if any(g.errored or g.skipped for g in groups):

@@ -42,9 +42,11 @@ class MtmcsSession:
         self.target: Target | None = None
         self.store: Store | None = None
         self.engine: Engine | None = None
-        self.dialogues: dict[str, DialogueRecord] = {}
-        self.questions: dict[str, QuestionRecord] = {}
+        self.dialogues: dict[tuple[str, str], DialogueRecord] = {}
+        self.questions: dict[tuple[str, str], QuestionRecord] = {}
         self.judge: Judge | None = None
+        self.guardrails: list[tuple[str, str | None]] = []
+        """(name, argument) of each guardrail stack, in the order given; `none` is the bare target."""
         self.error_kinds: set[str] = set()
         self.failed_items = 0
         """mtmcs items that failed or errored (they fail the run only without gates, or strict)."""
@@ -76,6 +78,17 @@ class MtmcsSession:
                                     "--mtmcs-skip-questions (no intent questions are asked)")
         if s.judge_sees_image and not s.judge:
             raise pytest.UsageError("--mtmcs-judge-sees-image needs --mtmcs-judge SPEC")
+        from pytest_mtmcs.guardrails import parse_guardrails
+
+        try:
+            self.guardrails = parse_guardrails(s.guardrail)
+        except SpecError as exc:
+            raise pytest.UsageError(f"--mtmcs-guardrail {s.guardrail!r}: {exc}") from None
+        if s.guard_model:
+            try:
+                parse_spec(s.guard_model)
+            except SpecError as exc:
+                raise pytest.UsageError(f"--mtmcs-guard-model: {exc}") from None
 
     def load_cases(self) -> list[Case]:
         """Load and assemble the selected dialogues; bad data is a usage error naming the row."""
@@ -93,17 +106,25 @@ class MtmcsSession:
             raise pytest.UsageError(f"pytest-mtmcs could not load the benchmark data.\n{exc}") from None
         return self.cases
 
+    def target_options(self, **overrides: Any) -> Any:
+        """The `TargetOptions` of this run's models."""
+        from pytest_mtmcs.targets import TargetOptions
+
+        s = self.settings
+        fields: dict[str, Any] = {
+            "cache_dir": os.path.dirname(os.path.abspath(s.store)) or ".",
+            "api_key_env": s.api_key_env, "timeout_s": s.timeout, "retries": s.retries,
+            "batch_size": s.batch_size, "device": s.device, "dtype": s.dtype}
+        fields.update(overrides)
+        return TargetOptions(**fields)
+
     def build_target(self) -> Target:
         """The target under test, built once."""
         if self.target is None:
-            from pytest_mtmcs.targets import TargetOptions, make_target
+            from pytest_mtmcs.targets import make_target
 
             s = self.settings
-            opts = TargetOptions(
-                cache_dir=os.path.dirname(os.path.abspath(s.store)) or ".",
-                api_key_env=s.api_key_env, timeout_s=s.timeout, retries=s.retries,
-                batch_size=s.batch_size, caption_for_text=s.caption_for_text,
-            )
+            opts = self.target_options(caption_for_text=s.caption_for_text)
             try:
                 self.target = make_target(s.target, opts)
             except MtmcsError as exc:
@@ -116,15 +137,10 @@ class MtmcsSession:
         if self.judge is None and s.judge:
             from pytest_mtmcs.chat import GenParams
             from pytest_mtmcs.judge.llm import Judge
-            from pytest_mtmcs.targets import TargetOptions, make_target
+            from pytest_mtmcs.targets import make_target
 
-            opts = TargetOptions(
-                cache_dir=os.path.dirname(os.path.abspath(s.store)) or ".",
-                api_key_env=s.api_key_env, timeout_s=s.timeout, retries=s.retries,
-                batch_size=s.batch_size,
-            )
             try:
-                target = make_target(s.judge, opts)
+                target = make_target(s.judge, self.target_options())
             except MtmcsError as exc:
                 raise pytest.UsageError(f"--mtmcs-judge {s.judge!r}: {exc}") from None
             if s.judge_sees_image and not target.supports_images:
@@ -133,6 +149,34 @@ class MtmcsSession:
             self.judge = Judge(target, sees_image=s.judge_sees_image, params=GenParams(
                 temperature=s.judge_temperature, max_tokens=s.judge_max_tokens))
         return self.judge
+
+    def build_stacks(self, target: Target) -> dict[str, Any]:
+        """The guarded stacks (guardrail name -> GuardedTarget), `none` excluded."""
+        from pathlib import Path
+
+        from pytest_mtmcs.guardrails import (
+            GuardedTarget,
+            GuardrailOptions,
+            default_config_dir,
+            make_guardrail,
+        )
+
+        s = self.settings
+        options = GuardrailOptions(
+            config_dir=Path(s.guardrails_dir) if s.guardrails_dir else default_config_dir(
+                self.config.rootpath),
+            model=s.guard_model, threshold=s.guard_threshold, scope=s.guard_scope,
+            candidates=s.immune_candidates, device=s.device, dtype=s.dtype,
+            target_options=self.target_options())
+        stacks = {}
+        for name, arg in self.guardrails:
+            if name == "none":
+                continue
+            try:
+                stacks[name] = GuardedTarget(target, make_guardrail(name, arg, options, target))
+            except MtmcsError as exc:
+                raise pytest.UsageError(f"--mtmcs-guardrail {name}: {exc}") from None
+        return stacks
 
     def skip_reason(self, case: Case) -> str | None:
         """Why a case is not run with this target, or None."""
@@ -158,18 +202,19 @@ class MtmcsSession:
         self.engine = Engine(
             target, self.store, params=GenParams(temperature=s.temperature, max_tokens=s.max_tokens),
             concurrency=s.concurrency, keep_text=s.save_transcripts, prefetch=not self.is_worker,
-            judge=self.build_judge(), pass_score=s.pass_score,
+            judge=self.build_judge(), pass_score=s.pass_score, stacks=self.build_stacks(target),
         )
-        wanted: dict[str, tuple[Case, set[str]]] = {}
+        wanted: dict[tuple[str, str], tuple[Case, set[str]]] = {}
         for item in items:
             if isinstance(item, _MtmcsItem):
-                _, suffixes = wanted.setdefault(item.case.id, (item.case, set()))
+                _, suffixes = wanted.setdefault((item.guardrail, item.case.id), (item.case, set()))
                 if isinstance(item, QuestionItem):
                     suffixes.add(item.question.suffix)
-        for case, suffixes in wanted.values():
+        for (guardrail, _), (case, suffixes) in wanted.items():
             if self.skip_reason(case) is None:
                 use_caption = case.modality == "multimodal" and not target.supports_images
-                self.engine.add(case, use_caption=use_caption, questions=suffixes)
+                self.engine.add(case, use_caption=use_caption, questions=suffixes,
+                                guardrail=guardrail)
         self.engine.start()
 
     def engine_for(self) -> Engine:
@@ -178,34 +223,38 @@ class MtmcsSession:
         return self.engine
 
     # ------------------------------------------------------------------ records
-    def _base(self, case: Case) -> dict[str, Any]:
-        return dict(split=case.split, row_id=case.row_id, modality=case.modality,
-                    safety=case.safety, target=self.settings.target)
+    def _base(self, case: Case, guardrail: str) -> dict[str, Any]:
+        return {"split": case.split, "row_id": case.row_id, "modality": case.modality,
+                "safety": case.safety, "target": self.settings.target, "guardrail": guardrail}
 
-    def skip_record(self, case: Case, reason: str, q: Question | None = None) -> str:
+    def skip_record(self, case: Case, reason: str, q: Question | None = None,
+                    guardrail: str = "none") -> str:
         """A JSON record for a skipped item."""
-        return self._record(case, "skip", reason, q)
+        return self._record(case, "skip", reason, q, guardrail=guardrail)
 
-    def error_record(self, case: Case, exc: BaseException, q: Question | None = None) -> str:
+    def error_record(self, case: Case, exc: BaseException, q: Question | None = None,
+                     guardrail: str = "none") -> str:
         """A JSON record for an errored item; the error's kind decides the exit code."""
         from pytest_mtmcs.engine import DialogueFailed
 
         root = exc.__cause__ if isinstance(exc, DialogueFailed) and exc.__cause__ else exc
         kind = "target" if isinstance(root, TargetError) else (
             "data" if isinstance(root, DataError) else "other")
-        return self._record(case, "error", f"{type(exc).__name__}: {exc}", q, kind)
+        return self._record(case, "error", f"{type(exc).__name__}: {exc}", q, kind,
+                            guardrail=guardrail)
 
     def _record(self, case: Case, verdict: str, reason: str, q: Question | None,
-                error_kind: str | None = None) -> str:
+                error_kind: str | None = None, guardrail: str = "none") -> str:
         from pytest_mtmcs.records import DialogueRecord, QuestionRecord
 
         rec: Any
+        base = self._base(case, guardrail)
         if q is None:
-            rec = DialogueRecord(id=case.id, verdict=verdict, reason=reason, **self._base(case))  # type: ignore[arg-type]
+            rec = DialogueRecord(id=case.id, verdict=verdict, reason=reason, **base)  # type: ignore[arg-type]
         else:
             rec = QuestionRecord(id=f"{case.id}-{q.suffix}", dialogue_id=case.id, kind=q.kind,
                                  question_type=q.question_type, expected=q.answer,
-                                 verdict=verdict, reason=reason, **self._base(case))  # type: ignore[arg-type]
+                                 verdict=verdict, reason=reason, **base)  # type: ignore[arg-type]
         data = json.loads(rec.model_dump_json())
         if error_kind:
             data["error_kind"] = error_kind
@@ -238,10 +287,10 @@ class MtmcsSession:
                 self.error_kinds.add(kind)
             if name == PROP_DIALOGUE:
                 d = DialogueRecord.model_validate(data)
-                self.dialogues[d.id] = d
+                self.dialogues[(d.guardrail, d.id)] = d
             else:
                 q = QuestionRecord.model_validate(data)
-                self.questions[q.id] = q
+                self.questions[(q.guardrail, q.id)] = q
 
     def explain(self, case: Case, rec: DialogueRecord) -> str:
         """The failure text of a dialogue item: what went wrong, turn by turn."""
@@ -334,8 +383,8 @@ class MtmcsSession:
         from pytest_mtmcs.metrics import summarize
         from pytest_mtmcs.report import RunReport
 
-        dialogues = sorted(self.dialogues.values(), key=lambda d: d.id)
-        questions = sorted(self.questions.values(), key=lambda q: q.id)
+        dialogues = sorted(self.dialogues.values(), key=lambda d: (d.guardrail, d.id))
+        questions = sorted(self.questions.values(), key=lambda q: (q.guardrail, q.id))
         if self.summary is None:
             self.summary = summarize(dialogues, questions)
         return RunReport(

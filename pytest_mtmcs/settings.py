@@ -88,6 +88,25 @@ OPTIONS: tuple[Opt, ...] = (
         "gate: share of safe dialogues refused at any turn (0-1) at most this", bounds=(0, 1)),
     Opt("strict", "bool", False,
         "with gates: any failed or errored item also fails the run (for small must-pass suites)"),
+    Opt("guardrail", "str", "none",
+        "guardrail stacks to run the same dialogues through, comma-separated: none (the bare "
+        "target), dpp, adashield-s, adashield-a, self-reflection, immune, cot, "
+        "llama-guard:CHECKPOINT, nemo[:CONFIG_DIR]"),
+    Opt("guard-model", "str", None,
+        "helper model of guardrails that need one (NeMo's rails, Immune's scorer), any target "
+        "spec; default: the target under test"),
+    Opt("guard-threshold", "float", 0.5,
+        "classifier guardrails (Llama Guard) block when P(unsafe) is at least this", bounds=(0, 1)),
+    Opt("guard-scope", "str", "last",
+        "what input rails see: the last user message (NeMo's default) or the whole dialogue",
+        ("last", "dialogue")),
+    Opt("immune-candidates", "int", 4, "Immune: candidate replies scored per turn"),
+    Opt("guardrails-dir", "str", None,
+        "folder of guardrail configs (prompt texts, policies, NeMo configs); default: "
+        "guardrails/ in the rootdir, else the configs shipped with pytest-mtmcs"),
+    Opt("device", "str", "cpu", "device of local transformers models (cpu, cuda, cuda:1, auto)"),
+    Opt("dtype", "str", "auto", "torch dtype of local transformers models",
+        ("auto", "float32", "bfloat16", "float16")),
 )
 
 GATE_OPTIONS = ("min-safety-awareness", "min-helpfulness", "min-intent-accuracy",
@@ -161,6 +180,14 @@ class Settings:
     min_refusal_rate: float | None
     max_over_refusal: float | None
     strict: bool
+    guardrail: str
+    guard_model: str | None
+    guard_threshold: float
+    guard_scope: str
+    immune_candidates: int
+    guardrails_dir: str | None
+    device: str
+    dtype: str
 
     @property
     def gates(self) -> dict[str, float]:
@@ -206,6 +233,8 @@ def _convert(opt: Opt, raw: Any, source: str) -> Any:
             raise pytest.UsageError(f"{source} {text!r}: expected a comma-separated list of "
                                     f"{', '.join(opt.choices)}")
         return tuple(dict.fromkeys(items))
+    if opt.choices and text not in opt.choices:
+        raise pytest.UsageError(f"{source} {text!r}: expected one of {', '.join(opt.choices)}")
     return text
 
 
@@ -235,7 +264,7 @@ def read_settings(config: pytest.Config) -> Settings:
     return Settings(**values)
 
 
-PATH_OPTIONS = ("data", "store", "report", "captions")
+PATH_OPTIONS = ("data", "store", "report", "captions", "guardrails-dir")
 
 
 def _resolve_path(value: str, base: Path, *, must_exist: bool) -> str:

@@ -43,7 +43,7 @@ def call_key(target_identity: str, conversation: Conversation, params: GenParams
         "v": SCHEMA_VERSION,
         "target": target_identity,
         "messages": [m.key_view() for m in conversation],
-        "params": params.model_dump(),
+        "params": params.model_dump(exclude_none=True),
     }
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
@@ -55,7 +55,7 @@ def dialogue_key(target_identity: str, modality: str, turns: tuple[str, ...], se
     digest, or the caption standing in for it) and the user turns. The replies are a function
     of exactly these (and of the calls' own keys, which derive from them)."""
     payload = {"v": SCHEMA_VERSION, "target": target_identity, "modality": modality,
-               "turns": list(turns), "seen": seen, "params": params.model_dump()}
+               "turns": list(turns), "seen": seen, "params": params.model_dump(exclude_none=True)}
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 

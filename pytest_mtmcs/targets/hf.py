@@ -310,7 +310,9 @@ class HFCausalLMTarget(Target):
         processors = LogitsProcessorList()
         if params.temperature > 0:
             # Greedy over a one-hot produced by per-row seeded sampling: see _RowSampler.
-            processors.append(_row_sampler(params.temperature, [prompt_seed(r.prompt) for r in batch]))
+            seed = "" if params.seed is None else f"\x00seed={params.seed}"
+            processors.append(_row_sampler(params.temperature,
+                                           [prompt_seed(r.prompt + seed) for r in batch]))
         device = getattr(self.model, "device", None)
         start = time.perf_counter()
         with torch.inference_mode():

@@ -93,11 +93,11 @@ class OpenAICompatTarget(Target):
             # walk every message through its TypedDict transform, which costs more CPU than
             # the rest of the call (measured in bench/rollout_speed.py). Retries, timeouts,
             # errors and parsing into ChatCompletion are the same.
-            resp = await self.client().post(
-                "/chat/completions", cast_to=ChatCompletion,
-                body={"model": self.model, "messages": to_openai_messages(conversation),
-                      "temperature": params.temperature, self._limit_name(): params.max_tokens},
-            )
+            body = {"model": self.model, "messages": to_openai_messages(conversation),
+                    "temperature": params.temperature, self._limit_name(): params.max_tokens}
+            if params.seed is not None:
+                body["seed"] = params.seed
+            resp = await self.client().post("/chat/completions", cast_to=ChatCompletion, body=body)
         except openai.APIStatusError as exc:
             raise TargetError(f"{self.url} answered HTTP {exc.status_code} for model {self.model!r} "
                               f"after {self.options.retries} retries: {_short(exc.message)}",

@@ -1,0 +1,141 @@
+"""Guardrails by name: `--mtmcs-guardrail none,dpp,llama-guard:/models/Llama-Guard-3-1B`.
+
+Built in: the benchmark paper's five defenses (`dpp`, `adashield-s`, `adashield-a` (alias
+`adashield`), `self-reflection`, `immune`, `cot`), `llama-guard` (through transformers) and `nemo`
+(NeMo Guardrails). Third-party guardrails register a factory under the entry-point group
+`pytest_mtmcs.guardrails`:
+
+    [project.entry-points."pytest_mtmcs.guardrails"]
+    my-guard = "my_package.guard:from_spec"
+
+A factory is `from_spec(arg: str | None, options: GuardrailOptions, target: Target) -> Guardrail`,
+where `arg` is what follows the first `:` of the name (`llama-guard:/models/x` -> `/models/x`).
+Factories are imported lazily: naming a guardrail costs nothing until it is built.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from pytest_mtmcs.errors import SpecError
+from pytest_mtmcs.guardrails.base import GuardContext, GuardedTarget, Guardrail
+from pytest_mtmcs.targets.base import Target, TargetOptions
+
+__all__ = ["ENTRY_POINT_GROUP", "GuardContext", "GuardedTarget", "Guardrail", "GuardrailOptions",
+           "known_guardrails", "make_guardrail", "parse_guardrails"]
+
+ENTRY_POINT_GROUP = "pytest_mtmcs.guardrails"
+NONE = "none"
+
+_BUILTIN: dict[str, str] = {
+    "dpp": "pytest_mtmcs.guardrails.prompting:dpp",
+    "adashield-s": "pytest_mtmcs.guardrails.prompting:adashield_static",
+    "adashield-a": "pytest_mtmcs.guardrails.prompting:adashield_adaptive",
+    "adashield": "pytest_mtmcs.guardrails.prompting:adashield_adaptive",
+    "self-reflection": "pytest_mtmcs.guardrails.prompting:self_reflection",
+    "cot": "pytest_mtmcs.guardrails.prompting:cot",
+    "immune": "pytest_mtmcs.guardrails.immune:from_spec",
+    "llama-guard": "pytest_mtmcs.guardrails.llama_guard:from_spec",
+    "nemo": "pytest_mtmcs.guardrails.nemo:from_spec",
+}
+
+def default_config_dir(rootdir: Path | None = None) -> Path:
+    """The project's own `guardrails/` folder when it has one, else the configs shipped with
+    pytest-mtmcs (the repository's `guardrails/`, packaged as `pytest_mtmcs.guardrail_configs`)."""
+    if rootdir is not None and (rootdir / "guardrails").is_dir():
+        return rootdir / "guardrails"
+    source = Path(__file__).resolve().parents[2] / "guardrails"
+    if source.is_dir():  # a source checkout
+        return source
+    from importlib.resources import files
+
+    return Path(str(files("pytest_mtmcs.guardrail_configs")))
+
+
+@dataclass(frozen=True)
+class GuardrailOptions:
+    """Settings every guardrail factory receives."""
+
+    config_dir: Path = field(default_factory=default_config_dir)
+    """The folder of declarative configs (prompt texts, policies, NeMo config folders)."""
+    model: str | None = None
+    """Spec of the helper model some guardrails call (NeMo's rails, Immune's scorer, the
+    self-reflection critic); None: the target under test itself."""
+    threshold: float = 0.5
+    """Classifier guardrails block when P(unsafe) is at least this."""
+    scope: str = "last"
+    """What input rails see: `last` user message (NeMo's default) or the whole `dialogue`."""
+    candidates: int = 4
+    """Immune: candidates per reply."""
+    device: str = "cpu"
+    """Device of local models."""
+    dtype: str = "auto"
+    """Torch dtype of local models (auto, float32, bfloat16, float16)."""
+    target_options: TargetOptions = field(default_factory=TargetOptions)
+    """Options for helper models built from specs."""
+
+    def config(self, *parts: str) -> Path:
+        """A path inside the config folder; a clear error when it is missing."""
+        path = self.config_dir.joinpath(*parts)
+        if not path.exists():
+            raise SpecError(f"guardrail config {path} does not exist (config folder: "
+                            f"{self.config_dir}; see --mtmcs-guardrails-dir)")
+        return path
+
+    def helper(self, target: Target) -> Target:
+        """The helper model: `model` built from its spec, else the target itself."""
+        if self.model is None:
+            return target
+        from pytest_mtmcs.targets import make_target
+
+        return make_target(self.model, self.target_options)
+
+
+Factory = Callable[[str | None, GuardrailOptions, Target], Guardrail]
+
+
+def parse_guardrails(value: str) -> list[tuple[str, str | None]]:
+    """`none,dpp,llama-guard:/x` -> [("none", None), ("dpp", None), ("llama-guard", "/x")].
+    Names must be known and appear once."""
+    out: list[tuple[str, str | None]] = []
+    known = known_guardrails()
+    for item in (x.strip() for x in value.split(",")):
+        if not item:
+            continue
+        name, _, arg = item.partition(":")
+        name = name.strip()
+        if name != NONE and name not in known:
+            raise SpecError(f"unknown guardrail {name!r}; expected none or one of "
+                            f"{', '.join(sorted(known))} (or a name registered under the "
+                            f"entry-point group {ENTRY_POINT_GROUP!r})")
+        if any(n == name for n, _ in out):
+            raise SpecError(f"guardrail {name!r} is named twice")
+        out.append((name, arg.strip() or None))
+    if not out:
+        raise SpecError("expected at least one guardrail name (or none)")
+    return out
+
+
+def known_guardrails() -> dict[str, str]:
+    """Name -> "module:factory" of every guardrail, built in and installed."""
+    names = dict(_BUILTIN)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        names.setdefault(ep.name, ep.value)
+    return names
+
+
+def make_guardrail(name: str, arg: str | None, options: GuardrailOptions, target: Target) -> Guardrail:
+    """Build a guardrail by name."""
+    ref = known_guardrails().get(name)
+    if ref is None:
+        raise SpecError(f"unknown guardrail {name!r}")
+    module, _, attr = ref.partition(":")
+    factory: Any = getattr(importlib.import_module(module), attr)
+    guardrail = factory(arg, options, target)
+    guardrail.name = name
+    return guardrail
