@@ -31,6 +31,12 @@ class TargetOptions(BaseModel):
     """Largest batch a local model generates at once."""
     caption_for_text: bool = False
     """Text-only targets read the image caption in place of the image."""
+    device: str = "cpu"
+    """Where local (hf:) models run: cpu, cuda, cuda:N, mps, or auto (the first GPU when torch
+    sees one, else the CPU). Anything else is a SpecError when the target is built."""
+    dtype: str = "auto"
+    """Weight dtype of local (hf:) models: float32, bfloat16, float16, or auto (float32 on the
+    CPU; on a GPU the checkpoint's own dtype when it is 16-bit, else float32)."""
 
 
 class Target(ABC):

@@ -368,15 +368,7 @@ def load(source: str, options: TargetOptions, *, dtype: str = "float32") -> HFCa
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     configure_threads()
-    local = Path(source).expanduser()
-    is_local = local.exists() or not _HUB_ID.match(source)
-    fingerprint = ""
-    if is_local:
-        check_model_folder(local)
-        local = local.resolve()
-        source = str(local)
-        fingerprint = _folder_fingerprint(local)
-    offline = {"local_files_only": True} if is_local else {}  # a local folder never goes online
+    source, is_local, fingerprint, offline = resolve_source(source)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **offline)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype), **offline)
@@ -393,8 +385,36 @@ def load(source: str, options: TargetOptions, *, dtype: str = "float32") -> HFCa
                             fingerprint=fingerprint, dtype=dtype)
 
 
+def resolve_source(source: str) -> tuple[str, bool, str, dict[str, bool]]:
+    """(source, is it a local folder, the folder's fingerprint, from_pretrained's offline
+    kwargs) of a model spec: a local folder is checked, resolved and never goes online."""
+    local = Path(source).expanduser()
+    is_local = local.exists() or not _HUB_ID.match(source)
+    fingerprint = ""
+    if is_local:
+        check_model_folder(local)
+        local = local.resolve()
+        source = str(local)
+        fingerprint = _folder_fingerprint(local)
+    return source, is_local, fingerprint, ({"local_files_only": True} if is_local else {})
+
+
 def from_spec(rest: str, options: TargetOptions) -> HFCausalLMTarget:
-    """Factory for `hf:PATH` (a save_pretrained folder; a hub id also works if reachable)."""
+    """Factory for `hf:PATH` (a save_pretrained folder; a hub id also works if reachable).
+
+    Image-text-to-text checkpoints get an `hf_vision.HFVisionTarget`, others this module's
+    text-only target. `options.device` / `options.dtype` are validated first (SpecError naming
+    the allowed values) and honoured by both.
+    """
     if not rest.strip():
         raise SpecError(f"hf: needs a model folder, e.g. hf:/path/to/model; {FOLDER_CONTENTS}")
-    return load(rest.strip(), options)
+    # hf_vision imports this module, so it cannot be imported at module level.
+    from pytest_mtmcs.targets import hf_vision
+
+    source = rest.strip()
+    device, dtype = hf_vision.placement(options, source)
+    if hf_vision.is_image_text_to_text(source):
+        return hf_vision.load_vision(source, options)
+    target = load(source, options, dtype=dtype)
+    target.model.to(device)  # load() picks the GPU whenever there is one; the option decides
+    return target

@@ -1,0 +1,464 @@
+"""`nemo`: NeMo Guardrails input and output rails around the target under test.
+
+`--mtmcs-guardrail nemo` uses `guardrails/nemo/self_check`; `nemo:NAME` a folder under
+`guardrails/nemo/` (`self_check_mm`, `llama_guard`), `nemo:PATH` any NeMo config folder.
+
+Per call: the input rails check the request (`LLMRails.check_async`: rails only, NeMo generates
+nothing); blocked -> a refusal, reason `nemo input: <rail>`, the target is not called. Else the
+target answers (`ctx.answer()`) and the output rails check the reply (`nemo output: <rail>`).
+
+NeMo's LLM calls: at load, every model entry (embeddings excepted; `main` added if missing) gets
+`engine: mtmcs` and a model name unique to this adapter, so NeMo builds our `HelperModel` (an
+`nemoguardrails.types.LLMModel` registered with `register_provider`). Its calls find the adapter
+by model name (`_ROUTES`) and the call being guarded through a context variable (per asyncio
+task, so NeMo may check many dialogues at once), and go to the helper model (`--mtmcs-guard-model`,
+default the target) via `ctx.extra`: cached in the store, counted in `guard_calls`. Errors of the
+helper or of our actions are re-raised, never turned by NeMo into a block.
+
+Scope (`--mtmcs-guard-scope`): `last` (NeMo's own behaviour) passes the conversation as it is and
+the rails bind the last user message, so harm only earlier turns reveal slips past; `dialogue`
+passes one user message holding the dialogue so far as a transcript ("User: ...", "Assistant:
+..."; system messages left out, images in place), so `{{ user_input }}` is all of it and any
+prompt text works unchanged.
+
+Images reach NeMo as content parts (`image_url` data URIs). Text prompts see text only: the
+filter `mtmcs_text` writes `[image]` for an image, and a bare `{{ user_input }}` in a config's
+prompt text gets that filter at load (no Python repr of parts ever lands in a prompt). Image-aware
+checks are custom actions: `mtmcs_image_check_input` sends the prompt `mtmcs_self_check_input_image`
+WITH the images to the helper; `llama_guard_check(role=user|assistant)` classifies with
+`pytest_mtmcs.guardrails.llama_guard` (config: `custom_data: {llama_guard: {model: PATH}}`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import uuid
+import weakref
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pytest_mtmcs.chat import (
+    Conversation,
+    GenParams,
+    ImagePart,
+    ImageRef,
+    Message,
+    Reply,
+    TextPart,
+    assistant,
+    data_uri,
+)
+from pytest_mtmcs.errors import GuardrailUnavailable, SpecError
+from pytest_mtmcs.guardrails.base import GuardContext, Guardrail
+
+if TYPE_CHECKING:
+    from pytest_mtmcs.guardrails import GuardrailOptions
+    from pytest_mtmcs.targets.base import Target
+
+PROVIDER = "mtmcs"
+"""The NeMo provider (`engine`) name of `HelperModel`."""
+SCOPES = ("last", "dialogue")
+IMAGE_MARK = "[image]"
+"""What text prompts show where a message carried an image."""
+IMAGE_TASK = "mtmcs_self_check_input_image"
+"""The prompt task of the image-aware input check."""
+_MAX_TOKENS = 16
+_FAILED = re.compile(r"an internal error has occurred|^Action '.*' not found\.$")
+"""The refusal texts NeMo substitutes when a rail's action fails or does not exist."""
+_BARE_USER_INPUT = re.compile(r"\{\{\s*user_input\s*\}\}")
+_ROLES = {"user": "user", "assistant": "assistant", "system": "system", "tool": "user"}
+
+_ROUTES: weakref.WeakValueDictionary[str, NemoGuard] = weakref.WeakValueDictionary()
+"""Model name in a loaded config -> its adapter. Module-level because NeMo, not we, builds
+`HelperModel` from the YAML; an entry goes with its adapter."""
+_CHECK: ContextVar[_Check | None] = ContextVar("mtmcs_nemo_check", default=None)
+
+
+@dataclass
+class _Check:
+    """One rails check in flight: the guarded call and what happened inside NeMo."""
+
+    guard: NemoGuard
+    ctx: GuardContext
+    images: dict[str, ImageRef]
+    """Data URI sent to NeMo -> the image it encodes (no decoding on the way back)."""
+    error: Exception | None = None
+    """The first error our code raised inside NeMo (re-raised after the check)."""
+    details: list[str] = field(default_factory=list)
+    """Extra words for the block reason (e.g. Llama Guard categories)."""
+
+    async def ask(self, conversation: Conversation, params: GenParams) -> Reply:
+        """Send a check request to the helper model through the store (counted)."""
+        helper = self.guard.helper
+        if not helper.supports_images and any(m.images for m in conversation):
+            raise SpecError(f"the NeMo config {self.guard.folder} sends images to its checker, "
+                            f"but the helper model {helper.spec!r} cannot read images; pick a "
+                            "vision model with --mtmcs-guard-model or a text-only config")
+        return await self.ctx.extra(helper, conversation, params)
+
+    def record(self, exc: Exception) -> None:
+        self.error = self.error or exc
+
+
+def _current(key: str | None = None) -> _Check:
+    check = _CHECK.get()
+    if check is None:
+        raise RuntimeError("NeMo called a pytest-mtmcs model or action outside a rails check")
+    if key is not None and _ROUTES.get(key) is not check.guard:
+        raise RuntimeError(f"NeMo model {key!r} does not belong to the guard running this check")
+    return check
+
+
+class HelperModel:
+    """NeMo's LLM in the configs `NemoGuard` loads (implements `nemoguardrails.types.LLMModel`).
+
+    NeMo builds it as `HelperModel(model=<route key>, **parameters)`; `parameters` are ignored
+    (the helper target has its own settings). `generate_async` turns NeMo's prompt (a string or
+    chat messages, image parts included) into a Conversation and has the helper target answer it
+    through the current check's `ctx.extra`; `temperature` and `max_tokens` become GenParams,
+    `stop` is ignored."""
+
+    provider_name: str = PROVIDER
+    provider_url: str | None = None
+
+    def __init__(self, model: str, **parameters: Any) -> None:
+        self.model_name = self._key = model
+
+    async def generate_async(self, prompt: Any, *, stop: list[str] | None = None,
+                             **kwargs: Any) -> Any:
+        from nemoguardrails.types import LLMResponse, UsageInfo
+
+        check = _current(self._key)
+        try:
+            params = GenParams(temperature=float(kwargs.get("temperature") or 0.0),
+                               max_tokens=int(kwargs.get("max_tokens") or _MAX_TOKENS))
+            reply = await check.ask(_from_nemo(prompt, check.images), params)
+        except Exception as exc:
+            check.record(exc)
+            raise
+        used, made = reply.prompt_tokens or 0, reply.completion_tokens or 0
+        return LLMResponse(content=reply.text, model=self._key,
+                           usage=UsageInfo(input_tokens=used, output_tokens=made,
+                                           total_tokens=used + made))
+
+    async def stream_async(self, prompt: Any, *, stop: list[str] | None = None,
+                           **kwargs: Any) -> Any:
+        from nemoguardrails.types import LLMResponseChunk
+
+        response = await self.generate_async(prompt, stop=stop, **kwargs)
+        yield LLMResponseChunk(delta_content=response.content)
+
+
+def _parts(content: list[Any], images: dict[str, ImageRef]) -> tuple[ImagePart | TextPart, ...]:
+    """NeMo content parts as ours; images are looked up by URI (else a data URI is decoded)."""
+    out: list[ImagePart | TextPart] = []
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
+            out.append(TextPart(text=str(part.get("text", ""))))
+            continue
+        if kind != "image_url":
+            raise SpecError(f"a NeMo prompt holds a content part of unknown type {kind!r}")
+        raw = part["image_url"]
+        url = str(raw["url"] if isinstance(raw, dict) else raw)
+        head, _, payload = url.partition(",")
+        if url not in images and not (head.startswith("data:") and head.endswith(";base64")):
+            raise SpecError(f"a NeMo prompt holds an image URL that is not a data URI: {url[:60]}")
+        out.append(ImagePart(image=images.get(url) or ImageRef(data=base64.b64decode(payload))))
+    return tuple(out)
+
+
+def _from_nemo(prompt: Any, images: dict[str, ImageRef]) -> Conversation:
+    """NeMo's prompt (a string or a list of ChatMessage) as our Conversation."""
+    if isinstance(prompt, str):
+        return (Message(role="user", content=prompt),)
+    out: list[Message] = []
+    for m in prompt:
+        role: Any = _ROLES.get(str(getattr(m.role, "value", m.role)), "user")
+        content = m.content
+        out.append(Message(role=role, content=_parts(content, images)
+                           if isinstance(content, list) else str(content or "")))
+    return tuple(out)
+
+
+def _image_part(image: ImageRef, images: dict[str, ImageRef]) -> dict[str, Any]:
+    uri = data_uri(image)
+    images[uri] = image
+    return {"type": "image_url", "image_url": {"url": uri}}
+
+
+def _to_nemo(conversation: Conversation, scope: str,
+             images: dict[str, ImageRef]) -> list[dict[str, Any]]:
+    """The messages NeMo's rails see: as they are (`last`) or one transcript (`dialogue`)."""
+    if scope == "last":
+        return [{"role": m.role, "content": m.content if isinstance(m.content, str) else [
+            _image_part(p.image, images) if isinstance(p, ImagePart)
+            else {"type": "text", "text": p.text} for p in m.content]} for m in conversation]
+    parts: list[dict[str, Any]] = []
+
+    def text(piece: str) -> None:
+        if parts and parts[-1]["type"] == "text":
+            parts[-1]["text"] += piece
+        else:
+            parts.append({"type": "text", "text": piece})
+
+    for m in (m for m in conversation if m.role != "system"):
+        text(("\n\n" if parts else "") + ("User: " if m.role == "user" else "Assistant: "))
+        for p in (TextPart(text=m.content),) if isinstance(m.content, str) else m.content:
+            if isinstance(p, ImagePart):
+                parts.append(_image_part(p.image, images))
+            else:
+                text(p.text)
+    if all(p["type"] == "text" for p in parts):
+        return [{"role": "user", "content": "".join(p["text"] for p in parts)}]
+    return [{"role": "user", "content": parts}]
+
+
+def mtmcs_text(value: Any) -> str:
+    """Jinja filter: a message's text for text prompts (`[image]` in place of each image)."""
+    if isinstance(value, list):
+        return "\n".join(str(p.get("text", "")) if p.get("type") == "text" else IMAGE_MARK
+                         for p in value if isinstance(p, dict))
+    return "" if value is None else str(value)
+
+
+def _protect_prompts(config: Any) -> None:
+    """Give a bare `{{ user_input }}` in text prompts the `mtmcs_text` filter. A message template
+    that is exactly `{{ user_input }}` keeps the parts (NeMo sends them as a multimodal message,
+    which HelperModel reads)."""
+    sub = "{{ user_input | mtmcs_text }}"
+    for prompt in config.prompts or []:
+        if prompt.content:
+            prompt.content = _BARE_USER_INPUT.sub(sub, prompt.content)
+        for i, message in enumerate(prompt.messages or []):
+            if isinstance(message, str):
+                prompt.messages[i] = _BARE_USER_INPUT.sub(sub, message)
+            elif not _BARE_USER_INPUT.fullmatch(message.content.strip()):
+                message.content = _BARE_USER_INPUT.sub(sub, message.content)
+
+
+def folder_hash(folder: Path) -> str:
+    """sha256 over the config folder's files (relative paths and bytes), caches left out."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        if "__pycache__" not in path.parts and path.suffix != ".pyc":
+            digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _nemo() -> Any:
+    try:
+        import nemoguardrails
+    except ImportError as exc:
+        raise GuardrailUnavailable("NeMo Guardrails", "nemo", "nemoguardrails") from exc
+    return nemoguardrails
+
+
+class NemoGuard(Guardrail):
+    """NeMo Guardrails input rails before and output rails after the target (see the module).
+
+    The config is loaded and validated here; NeMo's runtime (about 0.4 s: it parses its Colang
+    library) is built on the first call. The scope is `options.scope`. `owns_helper`: close the
+    helper in `aclose` (it was built for this guard)."""
+
+    name = "nemo"
+
+    def __init__(self, folder: Path, helper: Target, options: GuardrailOptions,
+                 owns_helper: bool = False) -> None:
+        if options.scope not in SCOPES:
+            raise SpecError(f"NeMo guard scope {options.scope!r}: expected one of "
+                            f"{', '.join(SCOPES)}")
+        nemo = _nemo()
+        from nemoguardrails.rails.llm.config import Model
+
+        self.folder, self.helper, self.scope, self.options = folder, helper, options.scope, options
+        self._owns_helper = owns_helper
+        self._hash = folder_hash(folder)
+        self._key = f"mtmcs-{uuid.uuid4().hex}"
+        try:
+            config = nemo.RailsConfig.from_path(str(folder))
+        except Exception as exc:
+            raise SpecError(f"NeMo config {folder} does not load: {exc}") from exc
+        for model in config.models:
+            if model.type not in ("embeddings", "jailbreak_detection"):
+                model.engine, model.model, model.parameters = PROVIDER, self._key, {}
+                model.api_key_env_var = None
+        if not any(m.type == "main" for m in config.models):
+            config.models.append(Model(type="main", engine=PROVIDER, model=self._key))
+        _protect_prompts(config)
+        self._config = config
+        self._kinds = [k for k in ("input", "output") if getattr(config.rails, k).flows]
+        self._rails: Any = None
+        self._classifier: Any = None
+        if "llama_guard" in config.custom_data:
+            self._classifier = self._load_classifier(config.custom_data["llama_guard"] or {})
+
+    def identity(self) -> str:
+        checker = self._classifier.identity() if self._classifier is not None else None
+        return json.dumps({"name": self.name, "config": self._hash, "scope": self.scope,
+                           "helper": self.helper.identity(), "llama_guard": checker},
+                          sort_keys=True, default=str)
+
+    def _runtime(self) -> Any:
+        if self._rails is None:  # no await in here: concurrent first calls build it once
+            from nemoguardrails.llm.providers import register_provider
+
+            register_provider(PROVIDER, HelperModel)
+            _ROUTES[self._key] = self
+            rails = _nemo().LLMRails(self._config)
+            rails.register_filter(mtmcs_text, "mtmcs_text")
+            rails.register_action(self._image_check, "mtmcs_image_check_input")
+            rails.register_action(self._llama_guard_check, "llama_guard_check")
+            self._rails = rails
+        return self._rails
+
+    async def respond(self, ctx: GuardContext) -> Reply:
+        images: dict[str, ImageRef] = {}
+        messages = _to_nemo(ctx.conversation, self.scope, images)
+        if "input" in self._kinds:
+            rail = await self._check(ctx, messages, images, "input")
+            if rail is not None:
+                return ctx.block(f"nemo input: {rail}")
+        reply = await ctx.answer()
+        if "output" in self._kinds:
+            checked = [*messages, {"role": "assistant", "content": reply.text}]
+            rail = await self._check(ctx, checked, images, "output")
+            if rail is not None:
+                return ctx.block(f"nemo output: {rail}")
+        return reply
+
+    async def _check(self, ctx: GuardContext, messages: list[dict[str, Any]],
+                     images: dict[str, ImageRef], kind: str) -> str | None:
+        """Run the `kind` rails; the blocking rail's name (with details) or None."""
+        from nemoguardrails.rails.llm.options import RailStatus, RailType
+
+        rails = self._runtime()
+        check = _Check(self, ctx, images)
+        token = _CHECK.set(check)
+        try:
+            result = await rails.check_async(messages, rail_types=[RailType(kind)])
+        except Exception as exc:  # NeMo wraps model errors (LLMCallException): raise ours
+            if check.error is not None:
+                raise check.error from exc
+            raise
+        finally:
+            _CHECK.reset(token)
+        if check.error is not None:  # an action's error, which NeMo turned into a refusal
+            raise check.error
+        if result.status != RailStatus.BLOCKED:
+            return None
+        if _FAILED.search(str(result.content)):
+            raise SpecError(f"NeMo {kind} rail {result.rail!r} of {self.folder} failed inside "
+                            "NeMo (see the nemoguardrails log); no verdict was reached")
+        rail = result.rail or "?"
+        return f"{rail} ({'; '.join(check.details)})" if check.details else rail
+
+    async def _image_check(self, context: dict[str, Any] | None = None,
+                           llm_task_manager: Any = None) -> Any:
+        """Action `mtmcs_image_check_input`: the IMAGE_TASK prompt with the user message's
+        images attached, answered by the helper; blocks when the parsed answer is unsafe
+        (the prompt's `output_parser`, else NeMo's `is_content_safe`: "Yes" blocks)."""
+        from nemoguardrails.actions.rail_outcome import RailOutcome
+
+        check, tasks = _current(), llm_task_manager
+        try:
+            content = (context or {}).get("user_message")
+            prompt = tasks.render_task_prompt(task=IMAGE_TASK, context={"user_input": content})
+            if not isinstance(prompt, str):
+                raise SpecError(f"NeMo config {self.folder}: prompt {IMAGE_TASK!r} must be a "
+                                "`content` prompt (pytest-mtmcs attaches the images)")
+            shown = _parts(content, check.images) if isinstance(content, list) else ()
+            parts: tuple[ImagePart | TextPart, ...] = (
+                *(p for p in shown if isinstance(p, ImagePart)), TextPart(text=prompt))
+            params = GenParams(temperature=0.0,
+                               max_tokens=int(tasks.get_max_tokens(task=IMAGE_TASK) or _MAX_TOKENS))
+            reply = await check.ask((Message(role="user", content=parts),), params)
+            parser = None if tasks.has_output_parser(IMAGE_TASK) else "is_content_safe"
+            verdict = tasks.parse_task_output(IMAGE_TASK, output=reply.text,
+                                              forced_output_parser=parser)
+        except Exception as exc:
+            check.record(exc)
+            raise
+        return RailOutcome.allow() if verdict[0] else RailOutcome.block()
+
+    def _load_classifier(self, settings: dict[str, Any]) -> Any:
+        try:
+            from pytest_mtmcs.guardrails.llama_guard import load_classifier
+        except ImportError as exc:
+            raise SpecError(f"NeMo config {self.folder} uses Llama Guard, but "
+                            f"pytest_mtmcs.guardrails.llama_guard is not importable: {exc}") from exc
+        path = settings.get("model")
+        if not path:
+            raise SpecError(f"NeMo config {self.folder}: set `custom_data.llama_guard.model` in "
+                            "its config.yml to a Llama Guard checkpoint (folder or hub id)")
+        local = Path(str(path)).expanduser()
+        if not local.is_absolute() and (self.folder / local).exists():
+            path = str(self.folder / local)  # relative to the config folder
+        return load_classifier(str(path), self.options)
+
+    async def _llama_guard_check(self, role: str = "user",
+                                 context: dict[str, Any] | None = None) -> Any:
+        """Action `llama_guard_check(role=user|assistant)`: Llama Guard on the last user message
+        (scope `last`) or the whole dialogue (`dialogue`), plus the reply for `assistant`; one
+        counted guard call (with the tokens it generated); unsafe -> block, categories in the
+        block reason."""
+        from nemoguardrails.actions.rail_outcome import RailOutcome
+
+        check = _current()
+        try:
+            if self._classifier is None:
+                raise SpecError(f"NeMo config {self.folder} calls llama_guard_check but has no "
+                                "`custom_data: {llama_guard: {model: PATH}}`")
+            turns = [m for m in check.ctx.conversation if m.role != "system"]
+            if self.scope == "last":
+                turns = [m for m in turns if m.role == "user"][-1:]
+            if role in ("assistant", "agent"):
+                turns.append(assistant(str((context or {}).get("bot_message") or "")))
+            verdict = await self._classifier.classify(
+                tuple(turns), "user" if role == "user" else "agent")
+            check.ctx.count(1, tokens=int(getattr(verdict, "tokens", 0) or 0))
+        except Exception as exc:
+            check.record(exc)
+            raise
+        if not verdict.unsafe:
+            return RailOutcome.allow()
+        categories = [str(c) for c in (getattr(verdict, "categories", None) or [])]
+        if categories:
+            check.details.append(", ".join(categories))
+        return RailOutcome.block(metadata={"categories": categories,
+                                           "p_unsafe": getattr(verdict, "p_unsafe", None)})
+
+    async def aclose(self) -> None:
+        _ROUTES.pop(self._key, None)
+        self._rails = None
+        if self._owns_helper:
+            await self.helper.aclose()
+
+
+def _folder(arg: str | None, options: GuardrailOptions) -> Path:
+    if arg is None:
+        return options.config("nemo", "self_check")
+    path = Path(arg).expanduser()
+    if not path.is_dir():
+        named = options.config_dir / "nemo" / arg
+        if not named.is_dir():
+            raise SpecError(f"NeMo config {arg!r}: no such folder (nor {named}); expected "
+                            "nemo:PATH to a NeMo Guardrails config folder or the name of one "
+                            f"under {options.config_dir / 'nemo'}")
+        path = named
+    if not any((path / n).is_file() for n in ("config.yml", "config.yaml")):
+        raise SpecError(f"NeMo config folder {path} has no config.yml")
+    return path
+
+
+def from_spec(arg: str | None, options: GuardrailOptions, target: Target) -> NemoGuard:
+    """Factory for `nemo` and `nemo:CONFIG` (a folder path or a name under guardrails/nemo/)."""
+    _nemo()
+    return NemoGuard(_folder(arg, options), options.helper(target), options,
+                     owns_helper=options.model is not None)
