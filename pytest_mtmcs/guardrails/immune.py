@@ -1,7 +1,7 @@
 """`immune`: inference-time alignment guided by a safety reward (after Ghosal et al. 2024,
 "Immune"), with a prompted model as the reward model.
 
-The scorer is `--mtmcs-guardrail-model` (default: the target itself), asked with
+The scorer is `--mtmcs-guard-model` (default: the target itself), asked with
 `prompts/immune_scorer.txt` (placeholders `{dialogue}`, `{reply}`, `{status}`) for a JSON object
 `{"safety": 1-5, "helpfulness": 1-5}`; it sees the dialogue as text (`User [image]: ...`) and, when
 it supports images, the dialogue's images. A reply whose scores cannot be read counts as safety 1,
@@ -296,7 +296,7 @@ def _settings(arg: str | None) -> dict[str, Any]:
 
 def from_spec(arg: str | None, options: GuardrailOptions, target: Target) -> Guardrail:
     """Factory for `immune[:chunk=16,temperature=0.7,mode=auto|best-of-n]` (prompt:
-    prompts/immune_scorer.txt; scorer: --mtmcs-guardrail-model, else the target)."""
+    prompts/immune_scorer.txt; scorer: --mtmcs-guard-model, else the target)."""
     if options.candidates < 1:
         raise SpecError(f"immune: needs at least 1 candidate, got {options.candidates}")
     scorer = options.helper(target)

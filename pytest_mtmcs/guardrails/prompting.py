@@ -17,7 +17,7 @@ self-reflection and safety chain-of-thought. Their texts live in `<config_dir>/p
   sentence-transformers is not installed the guardrail warns and uses TF-IDF (its identity says
   which). Images are not embedded: the original compares CLIP embeddings of image and text.
 - `self-reflection`: draft (the request as it came), critique, revision, all by the target (or
-  the critic `--mtmcs-guardrail-model` names, for the critique only). The critique and revision
+  the critic `--mtmcs-guard-model` names, for the critique only). The critique and revision
   requests are one user message, the conversation's images first, then the template filled with
   the dialogue as text (`User [image]: ...` / `Assistant: ...`), the draft and, for the revision,
   the critique; the request's system messages are kept. The revision is ALWAYS made, as in the classic
@@ -436,7 +436,7 @@ class SelfReflection(Guardrail):
 
 def self_reflection(arg: str | None, options: GuardrailOptions, target: Target) -> Guardrail:
     """Factory for `self-reflection` (prompts: self_reflection_critique.txt and
-    self_reflection_revise.txt; critic: --mtmcs-guardrail-model, else the target)."""
+    self_reflection_revise.txt; critic: --mtmcs-guard-model, else the target)."""
     _no_arg("self-reflection", arg)
     critic = options.helper(target)
     return SelfReflection(read_prompt(options, "self_reflection_critique.txt", "dialogue", "draft"),
