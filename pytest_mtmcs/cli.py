@@ -1,6 +1,8 @@
 """The `mtmcs` command: work with the JSON reports that `pytest --mtmcs-report` writes.
 
     mtmcs summary RUN.json        print the per-(split, modality) table of a stored run
+    mtmcs compare A.json B.json   A/B two stored runs on the same dialogues: differences with
+                                  intervals, McNemar's exact test, flipped dialogues, a verdict
     mtmcs score DIR               score result folders of the benchmark's own inference script
                                   (intent accuracy, refusals; with --judge SPEC, judged scores)
     mtmcs --version
@@ -13,25 +15,42 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytest_mtmcs import __version__
+
+if TYPE_CHECKING:
+    from pytest_mtmcs.report import RunReport
 
 EXIT_BAD_INPUT = 2
 
 
-def _summary(path: Path) -> int:
+class _BadInput(Exception):
+    """A report file that cannot be read; the message says which and why."""
+
+
+def _load(path: Path) -> RunReport:
     from pydantic import ValidationError
 
-    from pytest_mtmcs.report import RunReport, gate_lines, summary_lines
+    from pytest_mtmcs.report import RunReport
 
     try:
-        report = RunReport.model_validate_json(path.read_text(encoding="utf-8"))
+        return RunReport.model_validate_json(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        print(f"mtmcs: {path}: no such file", file=sys.stderr)
-        return 2
+        raise _BadInput(f"mtmcs: {path}: no such file") from None
     except ValidationError as exc:
-        print(f"mtmcs: {path}: not a pytest-mtmcs report ({exc.error_count()} problems, first: "
-              f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']})", file=sys.stderr)
+        raise _BadInput(f"mtmcs: {path}: not a pytest-mtmcs report ({exc.error_count()} "
+                        f"problems, first: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']})"
+                        ) from None
+
+
+def _summary(path: Path) -> int:
+    from pytest_mtmcs.report import gate_lines, summary_lines
+
+    try:
+        report = _load(path)
+    except _BadInput as exc:
+        print(exc, file=sys.stderr)
         return 2
     print(f"{path}: target {report.target}, data {report.data}, created {report.created}")
     if report.rollout:
@@ -41,6 +60,100 @@ def _summary(path: Path) -> int:
     for line in gate_lines(report.gates):
         print(line)
     return 0
+
+
+def _pick_stacks(a: RunReport, b: RunReport, stack_a: str | None,
+                 stack_b: str | None) -> list[tuple[tuple[str, str], tuple[str, str]]]:
+    """Which stack of A goes with which of B: the named guardrails, else one each, else the
+    guardrails both reports share."""
+    from pytest_mtmcs.compare import stacks
+
+    sa, sb = stacks(a), stacks(b)
+
+    def named(st: list[tuple[str, str]], name: str, which: str) -> tuple[str, str]:
+        found = [s for s in st if name in (s[1], f"{s[0]}+{s[1]}")]
+        if not found:
+            raise _BadInput(f"mtmcs compare: report {which} has no stack {name!r} (it has: "
+                            f"{', '.join(g for _, g in st)})")
+        return found[0]
+
+    if stack_a or stack_b:
+        pa = named(sa, stack_a, "A") if stack_a else (sa[0] if len(sa) == 1 else None)
+        pb = named(sb, stack_b, "B") if stack_b else (sb[0] if len(sb) == 1 else None)
+        if pa is None or pb is None:
+            raise _BadInput("mtmcs compare: name the stack of both reports (--stack-a, --stack-b)"
+                            " when one holds several guardrails")
+        return [(pa, pb)]
+    if len(sa) == 1 and len(sb) == 1:
+        return [(sa[0], sb[0])]
+    pairs = [(x, y) for x in sa for y in sb if x[1] == y[1]]
+    if not pairs:
+        raise _BadInput("mtmcs compare: the reports share no guardrail stack; pick one of each "
+                        "with --stack-a and --stack-b")
+    return pairs
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from pytest_mtmcs.compare import (
+        baseline_lines,
+        compare_stacks,
+        comparison_lines,
+        regression_checks,
+        stack_label,
+    )
+
+    try:
+        a, b = _load(args.a), _load(args.b)
+        pairs = _pick_stacks(a, b, args.stack_a, args.stack_b)
+    except _BadInput as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    comparisons = []
+    for sa, sb in pairs:
+        same = stack_label(*sa) == stack_label(*sb)
+        cmp = compare_stacks(a, b, sa, sb,
+                             label_a=f"{args.a.name}: {stack_label(*sa)}" if same else None,
+                             label_b=f"{args.b.name}: {stack_label(*sb)}" if same else None)
+        comparisons.append(cmp)
+        for line in comparison_lines(cmp):
+            print(line)
+        print()
+    if args.markdown:
+        from pytest_mtmcs.markdown import comparison_markdown, write_markdown
+
+        text = "\n".join(line for c in comparisons for line in comparison_markdown(c))
+        write_markdown(text, args.markdown)
+    if args.json:
+        import json as _json
+
+        args.json.write_text(_json.dumps([c.model_dump(mode="json") for c in comparisons],
+                                         indent=2), encoding="utf-8")
+    if args.fail_on_regression is not None:
+        checks = [c for cmp in comparisons
+                  for c in regression_checks(cmp, alpha=args.fail_on_regression)]
+        for line, _ in baseline_lines(checks, [], str(args.a)):
+            print(line)
+        if not checks or any(c.regressed for c in checks):
+            return 1
+    return 0
+
+
+def _compare_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "compare", help="A/B two stored runs (pytest --mtmcs-report) on the same dialogues",
+        description="Per figure: A, B, B - A with its 95%% interval (paired when the dialogues "
+                    "match) and McNemar's exact test on the dialogues both runs measured; the "
+                    "dialogues that flipped each way; a one-line verdict.")
+    p.add_argument("a", type=Path, help="report A (the reference)")
+    p.add_argument("b", type=Path, help="report B (the candidate)")
+    p.add_argument("--stack-a", help="guardrail stack of A to compare (when it has several)")
+    p.add_argument("--stack-b", help="guardrail stack of B to compare (when it has several)")
+    p.add_argument("--markdown", type=Path, help="also write the comparison as Markdown "
+                   "(and append it to $GITHUB_STEP_SUMMARY when set)")
+    p.add_argument("--json", type=Path, help="also write the comparison as JSON")
+    p.add_argument("--fail-on-regression", type=float, metavar="ALPHA", nargs="?", const=0.05,
+                   help="exit 1 when B is significantly worse than A on a figure (default "
+                        "ALPHA 0.05)")
 
 
 def _captions(path: Path | None) -> dict[str, str] | None:
@@ -143,9 +256,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("summary", help="print the summary table of a stored run")
     p.add_argument("report", type=Path)
     _score_parser(sub)
+    _compare_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "summary":
         return _summary(args.report)
+    if args.command == "compare":
+        return _compare(args)
     if args.command == "score":
         return _score(args)
     return 2  # pragma: no cover - argparse rejects unknown commands

@@ -13,6 +13,7 @@ import pytest
 from pytest_mtmcs.settings import STASH_KEY, add_options
 
 if TYPE_CHECKING:
+    from pytest_mtmcs.results import MtmcsResults
     from pytest_mtmcs.session import MtmcsSession
 
 MARKERS = {
@@ -79,6 +80,35 @@ def pytest_make_collect_report(collector: pytest.Collector):  # type: ignore[no-
     return report
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    # Tests that read the run's results go after every benchmark item, so they see all of it.
+    if _session(config) is None:
+        return
+    late = [i for i in items if "mtmcs_results" in getattr(i, "fixturenames", ())]
+    if late:
+        keep = [i for i in items if "mtmcs_results" not in getattr(i, "fixturenames", ())]
+        items[:] = keep + late
+
+
+@pytest.fixture
+def mtmcs_results(request: pytest.FixtureRequest) -> MtmcsResults:
+    """The records, metrics and A/B comparisons of the benchmark items of this run (tests
+    using it run after them). Needs --mtmcs; not available under xdist, where each worker
+    holds only its share of the results (use --mtmcs-report or --mtmcs-snapshot there)."""
+    mt = _session(request.config)
+    if mt is None:
+        pytest.fail("mtmcs_results needs a benchmark run: pass --mtmcs", pytrace=False)
+    if mt.is_worker:
+        pytest.fail("mtmcs_results is not available under xdist: each worker holds only its "
+                    "share of the results. Run with -n 0, or check the run through "
+                    "--mtmcs-report / --mtmcs-snapshot / gates", pytrace=False)
+    from pytest_mtmcs.results import MtmcsResults
+
+    return MtmcsResults(mt.build_report())
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtestloop(session: pytest.Session) -> None:
     mt = _session(session.config)
@@ -106,6 +136,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
             f"modalities {','.join(s.modality)}, concurrency {s.concurrency}, store {s.store}"]
 
 
+@pytest.hookimpl(tryfirst=True)  # before junitxml writes its file: our metrics go into it
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     mt = _session(session.config)
     if mt is not None:

@@ -67,7 +67,7 @@ def fmt_mean(m: Mean | None) -> str:
     return "-" if m is None or m.value is None else f"{m.value:.2f} {_ci(m.ci, 1)}"
 
 
-def _rows(groups: Sequence[GroupSummary]) -> list[tuple[str, list[str]]]:
+def summary_rows(groups: Sequence[GroupSummary]) -> list[tuple[str, list[str]]]:
     """(label, one cell per group) for every row that has something to show."""
     def tor(h: dict[str, int]) -> str:
         return "/".join(str(h.get(b, 0)) for b in TOR_BUCKETS)
@@ -111,23 +111,59 @@ def _rows(groups: Sequence[GroupSummary]) -> list[tuple[str, list[str]]]:
     return rows
 
 
+def clip_middle(text: str, room: int) -> str:
+    """`text`, or its start and end around `...` when longer than `room` (a long spec such as
+    `scripted:/a/long/path/replies.json` keeps its scheme and file name)."""
+    if len(text) <= room:
+        return text
+    keep = max(room - 3, 2)
+    head = keep // 3
+    return text[:head] + "..." + text[len(text) - (keep - head):]
+
+
+def stack_blocks(groups: Sequence[GroupSummary]) -> list[tuple[str, str, list[GroupSummary], list[str]]]:
+    """(target, guardrail, its groups, a column heading per group) for every stack, in order.
+    With a single (split, modality) the `all` group is dropped: it would repeat it."""
+    blocks: dict[tuple[str, str], list[GroupSummary]] = {}
+    for g in groups:
+        blocks.setdefault((g.target, g.guardrail), []).append(g)
+    out = []
+    for (target, guardrail), block in blocks.items():
+        if len(block) == 2 and block[-1].overall:
+            block = block[:1]
+        heads = ["all" if g.overall else f"{g.split} {_SHORT.get(g.modality, g.modality)}"
+                 for g in block]
+        out.append((target, guardrail, block, heads))
+    return out
+
+
 def summary_lines(groups: Sequence[GroupSummary]) -> list[str]:
     """One table per (target, guardrail): a column per (split, modality) and one for all of
     them, a row per figure, rates and mean scores with their 95% intervals. At most 100
     columns wide (up to five columns: two splits x two modalities, and all)."""
     lines: list[str] = []
-    blocks: dict[tuple[str, str], list[GroupSummary]] = {}
-    for g in groups:
-        blocks.setdefault((g.target, g.guardrail), []).append(g)
-    for (target, guardrail), block in blocks.items():
-        if len(block) == 2 and block[-1].overall:
-            block = block[:1]  # one (split, modality): "all" would repeat it
-        lines.append(f"target {target}" + ("" if guardrail == "none" else f", guardrail {guardrail}"))
-        heads = ["all" if g.overall else f"{g.split} {_SHORT.get(g.modality, g.modality)}"
-                 for g in block]
+    for target, guardrail, block, heads in stack_blocks(groups):
+        tail = "" if guardrail == "none" else f", guardrail {guardrail}"
+        lines.append(f"target {clip_middle(target, WIDTH - 7 - len(tail))}{tail}")
         lines.append(" " * _LABEL_W + "".join(f"{h:<{_COL_W}}" for h in heads).rstrip())
-        for label, cells in _rows(block):
+        for label, cells in summary_rows(block):
             lines.append(f"{label:<{_LABEL_W}}" + "".join(f"{c:<{_COL_W}}" for c in cells).rstrip())
+    return lines
+
+
+def quiet_lines(groups: Sequence[GroupSummary]) -> list[str]:
+    """One line per stack (for `-q`): dialogues passed and the two refusal figures."""
+    lines = []
+    for g in groups:
+        if not g.overall:
+            continue
+        who = clip_middle(g.target, 40) + ("" if g.guardrail == "none" else f" + {g.guardrail}")
+        line = (f"mtmcs {who}: {g.pass_rate.k}/{g.pass_rate.n} passed, refusal "
+                f"{fmt_rate(g.refusal_rate_unsafe)}, over-refusal {fmt_rate(g.over_refusal_rate_safe)}")
+        if g.safety_aware_avg is not None or g.helpfulness_avg is not None:
+            line += (f", SA {fmt_mean(g.safety_aware_avg).split()[0]}, "
+                     f"help {fmt_mean(g.helpfulness_avg).split()[0]}")
+        lines.append(line[:WIDTH])
     return lines
 
 
@@ -150,4 +186,5 @@ def gate_lines(gates: Sequence[GateResult]) -> list[str]:
     return lines
 
 
-__all__ = ["ALL", "RunReport", "fmt_mean", "fmt_rate", "gate_lines", "summary_lines", "write_json"]
+__all__ = ["ALL", "RunReport", "clip_middle", "fmt_mean", "fmt_rate", "gate_lines", "quiet_lines",
+           "stack_blocks", "summary_lines", "summary_rows", "write_json"]

@@ -25,7 +25,9 @@ if TYPE_CHECKING:
     from pytest_mtmcs.engine import Engine
     from pytest_mtmcs.judge.llm import Judge
     from pytest_mtmcs.metrics import GateResult, GroupSummary
+    from pytest_mtmcs.outputs import RunChecks
     from pytest_mtmcs.records import DialogueRecord, QuestionRecord
+    from pytest_mtmcs.report import RunReport
     from pytest_mtmcs.store import Store
     from pytest_mtmcs.targets.base import Target
 
@@ -54,6 +56,10 @@ class MtmcsSession:
         """Failed or errored tests that are not mtmcs items: they always fail the run."""
         self.summary: list[GroupSummary] | None = None
         self.gate_results: list[GateResult] = []
+        self.baseline: RunReport | None = None
+        """The `--mtmcs-baseline` run (loaded on the controller only)."""
+        self.checks: RunChecks | None = None
+        """A/B comparisons, baseline checks and snapshots of the finished run."""
         self._shown = 0
         self._validate_options()
 
@@ -89,6 +95,23 @@ class MtmcsSession:
                 parse_spec(s.guard_model)
             except SpecError as exc:
                 raise pytest.UsageError(f"--mtmcs-guard-model: {exc}") from None
+        if s.snapshot:
+            import importlib.util
+
+            if importlib.util.find_spec("syrupy") is None:
+                raise pytest.UsageError('--mtmcs-snapshot needs syrupy, which is not installed. '
+                                        'Install it with: pip install "pytest-mtmcs[snapshot]"')
+        if s.html:
+            import importlib.util
+
+            if importlib.util.find_spec("matplotlib") is None:
+                raise pytest.UsageError('--mtmcs-html draws its plots with matplotlib, which is '
+                                        'not installed. Install it with: '
+                                        'pip install "pytest-mtmcs[report]"')
+        if s.baseline and not self.is_worker:
+            from pytest_mtmcs.outputs import load_baseline
+
+            self.baseline = load_baseline(s.baseline)
 
     def load_cases(self) -> list[Case]:
         """Load and assemble the selected dialogues; bad data is a usage error naming the row."""
@@ -347,15 +370,23 @@ class MtmcsSession:
         if self.dialogues or self.questions:
             from pytest_mtmcs.metrics import evaluate_gates, summarize
 
-            self.summary = summarize(self.dialogues.values(), self.questions.values())
+            self.summary = self._in_given_order(
+                summarize(self.dialogues.values(), self.questions.values()))
             self.gate_results = evaluate_gates(self.summary, self.settings.gates)
             report = self.build_report()
-            self.config.hook.pytest_mtmcs_run_summary(config=self.config, report=report)
-            if self.settings.report:
-                from pytest_mtmcs.report import write_json
+            # A/B tables, the baseline gate, snapshots (snapshot.check_snapshots) and the
+            # JSON / Markdown / HTML / JUnit outputs, all from the one report.
+            from pytest_mtmcs.outputs import post_run
 
-                write_json(report, self.settings.report)
+            self.checks = post_run(report, self.settings, self.config, baseline=self.baseline,
+                                   infra_failed="target" in self.error_kinds)
+            self.config.hook.pytest_mtmcs_run_summary(config=self.config, report=report)
         session.exitstatus = self.exit_code(int(session.exitstatus))
+
+    def _in_given_order(self, groups: list[GroupSummary]) -> list[GroupSummary]:
+        """Stacks in the order --mtmcs-guardrail named them (`none` first when named first)."""
+        order = {name: i for i, (name, _) in enumerate(self.guardrails)}
+        return sorted(groups, key=lambda g: (g.target, order.get(g.guardrail, len(order))))
 
     def exit_code(self, pytest_status: int) -> int:
         """The run's exit code. Infrastructure trouble first (75: a model server failed; 4: bad
@@ -367,14 +398,18 @@ class MtmcsSession:
             return pytest_status
         if "data" in self.error_kinds:
             return int(pytest.ExitCode.USAGE_ERROR)
-        if not self.settings.gates:
-            return pytest_status
+        checks_ok = self.checks is None or self.checks.ok
+        if self.settings.snapshot and self.checks is None:
+            checks_ok = False  # nothing was measured, so nothing was compared
+        if not self.settings.gates and not self.settings.baseline:
+            return pytest_status if checks_ok else int(pytest.ExitCode.TESTS_FAILED)
         if self.dialogues or self.questions:
-            gates_ok = bool(self.gate_results) and all(g.passed for g in self.gate_results)
+            gates_ok = not self.settings.gates or (
+                bool(self.gate_results) and all(g.passed for g in self.gate_results))
         else:
             gates_ok = False  # nothing was measured: a gate cannot pass on nothing
         strict_ok = not self.settings.strict or self.failed_items == 0
-        return 0 if gates_ok and strict_ok and self.other_failures == 0 else 1
+        return 0 if gates_ok and checks_ok and strict_ok and self.other_failures == 0 else 1
 
     def build_report(self) -> Any:
         """The run's `RunReport`."""
@@ -385,13 +420,13 @@ class MtmcsSession:
 
         dialogues = sorted(self.dialogues.values(), key=lambda d: (d.guardrail, d.id))
         questions = sorted(self.questions.values(), key=lambda q: (q.guardrail, q.id))
-        if self.summary is None:
-            self.summary = summarize(dialogues, questions)
+        summary = self.summary if self.summary is not None else self._in_given_order(
+            summarize(dialogues, questions))
         return RunReport(
             target=self.settings.target, data=self.settings.data,
             settings={k: v for k, v in asdict(self.settings).items()},
             rollout=self.engine.progress.line() if self.engine else None,
-            judge=self.settings.judge or None, summary=tuple(self.summary),
+            judge=self.settings.judge or None, summary=tuple(summary),
             gates=tuple(self.gate_results), dialogues=tuple(dialogues), questions=tuple(questions),
         )
 
@@ -400,25 +435,40 @@ class MtmcsSession:
         if not self.dialogues and not self.questions:
             return
         from pytest_mtmcs.metrics import summarize
-        from pytest_mtmcs.report import gate_lines, summary_lines
+        from pytest_mtmcs.report import gate_lines, quiet_lines, summary_lines
 
         if self.summary is None:
-            self.summary = summarize(self.dialogues.values(), self.questions.values())
-        tr.section("mtmcs summary")
-        if self.engine is not None:
-            tr.write_line(self.engine.progress.line())
-        if self.settings.judge:
-            tr.write_line(f"judge {self.settings.judge}, pass score {self.settings.pass_score}")
-        for line in summary_lines(self.summary):
-            tr.write_line(line)
+            self.summary = self._in_given_order(
+                summarize(self.dialogues.values(), self.questions.values()))
+        quiet = self.config.get_verbosity() < 0
+        if quiet:
+            tr.write_sep("-", "mtmcs")
+            for line in quiet_lines(self.summary):
+                tr.write_line(line)
+        else:
+            tr.section("mtmcs summary")
+            if self.engine is not None:
+                tr.write_line(self.engine.progress.line())
+            if self.settings.judge:
+                tr.write_line(f"judge {self.settings.judge}, pass score {self.settings.pass_score}")
+            for line in summary_lines(self.summary):
+                tr.write_line(line)
         for i, line in enumerate(gate_lines(self.gate_results)):
             failed = "FAIL" in line[:8] or (i == 0 and "FAILED" in line)
-            tr.write_line(line, red=failed, green=not failed and i == 0)
+            if not quiet or i == 0 or failed:
+                tr.write_line(line, red=failed, green=not failed and i == 0)
+        if self.checks is not None:
+            from pytest_mtmcs.outputs import terminal
+
+            terminal(tr, self.checks, quiet=quiet)
         if "target" in self.error_kinds:
             tr.write_line(f"model-server errors: results are incomplete; exit code {EXIT_INFRA} "
                           "(retry the run; cached calls are not repeated)", red=True)
-        if self.settings.report:
-            tr.write_line(f"report written to {self.settings.report}")
+        if self.checks is not None and self.checks.written and not quiet:
+            from pytest_mtmcs.report import clip_middle
+
+            for path in self.checks.written:
+                tr.write_line("written: " + clip_middle(path, 91))
 
 
 def _clip(text: str, limit: int = 160) -> str:

@@ -51,6 +51,17 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("concurrency", "int", 16, "requests in flight at once"),
     Opt("store", "str", ".mtmcs/store.sqlite", "sqlite store: call cache and resume journal"),
     Opt("report", "str", None, "write the run's results as JSON to this path"),
+    Opt("markdown", "str", None,
+        "write Markdown tables to this path (and append them to $GITHUB_STEP_SUMMARY when set)"),
+    Opt("html", "str", None, "write a self-contained HTML report with plots to this path"),
+    Opt("snapshot", "bool", False,
+        "compare each (target, guardrail, data slice)'s outcome table and metrics with its stored "
+        "snapshot (syrupy; --snapshot-update refreshes it)"),
+    Opt("snapshot-dir", "str", "__snapshots__/mtmcs", "folder of the --mtmcs-snapshot files"),
+    Opt("baseline", "str", None,
+        "a stored --mtmcs-report of an earlier run: fail on a significant regression against it"),
+    Opt("baseline-alpha", "float", 0.05,
+        "significance level of the --mtmcs-baseline regression tests", bounds=(0.0001, 0.5)),
     Opt("captions", "str", None, "captions JSON (row id -> caption); default: captions.json beside the data"),
     Opt("caption-for-text", "bool", False,
         "text-only targets read the image caption in place of the image (else multimodal is skipped)"),
@@ -158,6 +169,12 @@ class Settings:
     concurrency: int
     store: str
     report: str | None
+    markdown: str | None
+    html: str | None
+    snapshot: bool
+    snapshot_dir: str
+    baseline: str | None
+    baseline_alpha: float
     captions: str | None
     caption_for_text: bool
     allow_fallback: bool
@@ -259,12 +276,13 @@ def read_settings(config: pytest.Config) -> Settings:
                 raw, source = ini, f"ini option {ini_name(opt)} ="
         value = _convert(opt, raw, source)
         if opt.name in PATH_OPTIONS and isinstance(value, str):
-            value = _resolve_path(value, base, must_exist=opt.name in ("data", "captions"))
+            value = _resolve_path(value, base, must_exist=opt.name in ("data", "captions", "baseline"))
         values[opt.name.replace("-", "_")] = value
     return Settings(**values)
 
 
-PATH_OPTIONS = ("data", "store", "report", "captions", "guardrails-dir")
+PATH_OPTIONS = ("data", "store", "report", "markdown", "html", "snapshot-dir", "baseline",
+                "captions", "guardrails-dir")
 
 
 def _resolve_path(value: str, base: Path, *, must_exist: bool) -> str:
