@@ -44,6 +44,7 @@ from pytest_mtmcs.rollout import (
 )
 from pytest_mtmcs.store import Store, call_key, dialogue_key
 from pytest_mtmcs.targets.base import Target
+from pytest_mtmcs.workqueue import WorkQueue
 
 
 def job_key(case_id: str, guardrail: str = "none") -> str:
@@ -68,6 +69,14 @@ class _Job:
     """Answers to the questions given up front (scoring transcripts made elsewhere)."""
     given: bool = False
     """The replies were given up front, not rolled out (nothing is written to the store)."""
+    follow: bool = False
+    """Another xdist worker holds this job's row: wait for it, then read the store."""
+
+    @property
+    def unit(self) -> str:
+        """The work-queue unit: the row (its dialogues share calls across safety, modality and
+        guardrail stack)."""
+        return f"{self.case.split}/{self.case.row_id}"
 
 
 def _settle(fut: Future[Any], result: Any = None, error: BaseException | None = None) -> None:
@@ -102,8 +111,15 @@ class Engine:
     def __init__(self, target: Target, store: Store, *, params: GenParams, concurrency: int,
                  keep_text: bool = False, prefetch: bool = True, judge: Judge | None = None,
                  pass_score: int = DEFAULT_PASS_SCORE,
-                 stacks: dict[str, GuardedTarget] | None = None) -> None:
+                 stacks: dict[str, GuardedTarget] | None = None,
+                 queue: WorkQueue | None = None) -> None:
         self.target = target
+        self.queue = queue
+        """Row claims shared with other xdist workers (None in a single process)."""
+        self._units: dict[str, list[str]] = {}
+        self._unit_owner: dict[str, bool] = {}
+        """unit -> whether this worker holds it (absent: not asked yet)."""
+        self._unit_left: dict[str, int] = {}
         self.judge = judge
         self.pass_score = pass_score
         self.stacks: dict[str, Target] = {"none": target, **(stacks or {})}
@@ -146,8 +162,9 @@ class Engine:
                 job.questions[q.suffix] = Future()
         key = job_key(case.id, guardrail)
         self._jobs[key] = job
+        self._units.setdefault(job.unit, []).append(key)
         if self.prefetch:
-            heapq.heappush(self._heap, (1, next(self._seq), key))
+            heapq.heappush(self._heap, (2, next(self._seq), key))
         self.progress.total += 1
 
     def start(self) -> None:
@@ -190,14 +207,45 @@ class Engine:
                 pass
 
     def _next_job(self) -> _Job | None:
+        """The next job to roll out: asked-for first (priority 0), then the rest of a row this
+        worker holds (1), then collection order (2). Under xdist, a job whose row another
+        worker holds is skipped until an item asks for it, then followed."""
         with self._lock:
             while self._heap:
-                _, _, cid = heapq.heappop(self._heap)
+                prio, _, cid = heapq.heappop(self._heap)
                 job = self._jobs[cid]
-                if not job.started:
-                    job.started = True
-                    return job
+                if job.started:
+                    continue
+                if self.queue is not None and not job.given and not self._holds(job.unit):
+                    if prio > 0:
+                        continue  # another worker's row: only followed when an item needs it
+                    job.follow = True
+                job.started = True
+                return job
             return None
+
+    def _holds(self, unit: str) -> bool:
+        """Whether this worker holds `unit`, claiming it on first sight (under `_lock`)."""
+        mine = self._unit_owner.get(unit)
+        if mine is None:
+            assert self.queue is not None
+            mine = self._unit_owner[unit] = self.queue.claim(unit)
+            if mine:
+                keys = self._units.get(unit, [])
+                self._unit_left[unit] = sum(not self._jobs[k].started for k in keys)
+                for k in keys:  # roll the row's other dialogues next, sharing their calls
+                    heapq.heappush(self._heap, (1, next(self._seq), k))
+        return mine
+
+    def _job_done(self, job: _Job) -> None:
+        """A job of a held row finished: mark the row done once all of its jobs have."""
+        if self.queue is None or job.follow or not self._unit_owner.get(job.unit):
+            return
+        with self._lock:
+            self._unit_left[job.unit] -= 1
+            finished = self._unit_left[job.unit] <= 0
+        if finished:
+            self.queue.done(job.unit)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop after the calls in flight; unfinished futures get an error."""
@@ -222,12 +270,21 @@ class Engine:
         try:
             # Twice as many workers as request slots: a worker waiting for a request that
             # another dialogue already has in flight (Type A's shared R1/R2) holds no slot.
+            beat = asyncio.create_task(self._beat()) if self.queue is not None else None
             await asyncio.gather(*(self._worker() for _ in range(2 * self.concurrency)))
+            if beat is not None:
+                beat.cancel()
         finally:
             for stack in self.stacks.values():
                 await stack.aclose()  # a guarded stack closes its guardrail, not the target
             if self.judge is not None:
                 await self.judge.target.aclose()
+
+    async def _beat(self) -> None:
+        assert self.queue is not None
+        while not self._stopping:
+            await asyncio.sleep(5.0)
+            self.queue.beat()
 
     async def _worker(self) -> None:
         assert self._wakeup is not None
@@ -317,6 +374,19 @@ class Engine:
         return len(found)
 
     async def _roll(self, job: _Job) -> None:
+        if job.follow:
+            assert self.queue is not None
+            if not await self.queue.wait(job.unit):  # its holder died: this worker rolls it
+                job.follow = False
+                with self._lock:
+                    self._unit_owner[job.unit] = True
+                    self._unit_left[job.unit] = 1
+        try:
+            await self._roll_job(job)
+        finally:
+            self._job_done(job)
+
+    async def _roll_job(self, job: _Job) -> None:
         case = job.case
         if job.replies is None:
             replies: list[Reply] = []

@@ -80,6 +80,14 @@ def pytest_make_collect_report(collector: pytest.Collector):  # type: ignore[no-
     return report
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: object) -> None:
+    # xdist controller: give every worker the run's id, under which they share the work queue.
+    mt = _session(node.config)  # type: ignore[attr-defined]
+    if mt is not None:
+        node.workerinput["mtmcs_run"] = mt.run_id  # type: ignore[attr-defined]
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: list[pytest.Item]) -> None:

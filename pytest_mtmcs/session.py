@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -40,6 +41,9 @@ class MtmcsSession:
         self.config = config
         self.settings: Settings = read_settings(config)
         self.is_worker = hasattr(config, "workerinput")
+        winput: dict[str, Any] = getattr(config, "workerinput", {})
+        self.run_id: str = winput.get("mtmcs_run") or uuid.uuid4().hex
+        """The run's id: xdist workers share the controller's, and the work queue under it."""
         self.cases: list[Case] = []
         self.target: Target | None = None
         self.store: Store | None = None
@@ -222,10 +226,22 @@ class MtmcsSession:
         s = self.settings
         target = self.build_target()
         self.store = Store(s.store)
+        queue = None
+        concurrency = s.concurrency
+        winput: dict[str, Any] = getattr(self.config, "workerinput", {})
+        if self.is_worker and "mtmcs_run" in winput:
+            from pytest_mtmcs.workqueue import WorkQueue
+
+            # Workers share the rows through the store, and --mtmcs-concurrency between them:
+            # the server sees the same number of requests in flight as with -n 0.
+            queue = WorkQueue(self.store, self.run_id, str(winput.get("workerid", os.getpid())))
+            workers = int(winput.get("workercount", 1) or 1)
+            concurrency = max(1, -(-s.concurrency // workers))
         self.engine = Engine(
             target, self.store, params=GenParams(temperature=s.temperature, max_tokens=s.max_tokens),
-            concurrency=s.concurrency, keep_text=s.save_transcripts, prefetch=not self.is_worker,
-            judge=self.build_judge(), pass_score=s.pass_score, stacks=self.build_stacks(target),
+            concurrency=concurrency, keep_text=s.save_transcripts,
+            prefetch=not self.is_worker or queue is not None, judge=self.build_judge(),
+            pass_score=s.pass_score, stacks=self.build_stacks(target), queue=queue,
         )
         wanted: dict[tuple[str, str], tuple[Case, set[str]]] = {}
         for item in items:

@@ -34,6 +34,19 @@ CREATE TABLE IF NOT EXISTS calls (
     reply TEXT NOT NULL,
     created REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS claims (
+    run TEXT NOT NULL,
+    unit TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    done INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (run, unit)
+);
+CREATE TABLE IF NOT EXISTS owners (
+    run TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    heartbeat REAL NOT NULL,
+    PRIMARY KEY (run, owner)
+);
 """
 
 
@@ -124,6 +137,50 @@ class Store:
                 replies = [Reply.model_validate(r) for r in data["replies"]]
                 out[key] = (replies, data["verdicts"] if data.get("detector") == detector else None)
         return out
+
+    # ---------------------------------------------------------------- work queue (xdist)
+    # Each method is one statement, so each is atomic across processes (see workqueue.py).
+    def queue_claim(self, run: str, unit: str, owner: str) -> tuple[str, bool]:
+        """Claim `unit` for `owner` unless someone holds it; returns (holder, done)."""
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO claims (run, unit, owner) VALUES (?, ?, ?)",
+                             (run, unit, owner))
+            row = self._db.execute("SELECT owner, done FROM claims WHERE run=? AND unit=?",
+                                   (run, unit)).fetchone()
+        return str(row[0]), bool(row[1])
+
+    def queue_state(self, run: str, unit: str) -> tuple[str | None, bool]:
+        """(holder, done) of a unit; (None, False) when unclaimed."""
+        with self._lock:
+            row = self._db.execute("SELECT owner, done FROM claims WHERE run=? AND unit=?",
+                                   (run, unit)).fetchone()
+        return (None, False) if row is None else (str(row[0]), bool(row[1]))
+
+    def queue_take_over(self, run: str, unit: str, old: str, new: str) -> bool:
+        """Move an unfinished unit from `old` to `new`, only if `old` still holds it."""
+        with self._lock:
+            cur = self._db.execute("UPDATE claims SET owner=? WHERE run=? AND unit=? AND owner=? "
+                                   "AND done=0", (new, run, unit, old))
+        return cur.rowcount == 1
+
+    def queue_done(self, run: str, unit: str, owner: str) -> None:
+        """Mark a unit done (by its holder)."""
+        with self._lock:
+            self._db.execute("UPDATE claims SET done=1 WHERE run=? AND unit=? AND owner=?",
+                             (run, unit, owner))
+
+    def queue_beat(self, run: str, owner: str, now: float) -> None:
+        """Record that `owner` is alive."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO owners (run, owner, heartbeat) "
+                             "VALUES (?, ?, ?)", (run, owner, now))
+
+    def queue_heartbeat(self, run: str, owner: str) -> float | None:
+        """When `owner` last said it was alive."""
+        with self._lock:
+            row = self._db.execute("SELECT heartbeat FROM owners WHERE run=? AND owner=?",
+                                   (run, owner)).fetchone()
+        return None if row is None else float(row[0])
 
     def count(self) -> int:
         """Number of cached calls."""
