@@ -5,6 +5,7 @@ properties, the `mtmcs_results` fixture, a 100-column summary and a quiet `-q`."
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -89,6 +90,21 @@ def test_multi_guardrail_run_ends_with_the_ab_table(pytester: pytest.Pytester,
     ])
     section = result.stdout.str().split("mtmcs summary")[1].split("short test summary")[0]
     assert [line for line in section.splitlines() if len(line) > 100] == []
+
+
+def test_html_report_of_a_run_carries_the_ab_comparison(pytester: pytest.Pytester,
+                                                       dataset: Path) -> None:
+    out = pytester.path / "html" / "run.html"
+    result = run_mtmcs(pytester, dataset, "--mtmcs-skip-questions",
+                       "--mtmcs-guardrail=none,dpp", f"--mtmcs-html={out}", target="baseline:comply")
+    assert result.ret == 1
+    page = out.read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    assert "A/B: none → dpp" in page
+    assert ("dpp refuses as many unsafe dialogues (+0.0 pts, p=1.00) with unchanged "
+            "over-refusal (+0.0 pts, p=1.00)") in page
+    assert re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page) is None  # nothing to fetch
+    result.stdout.fnmatch_lines(["written: *run.html"])
 
 
 def test_quiet_output_stays_quiet(pytester: pytest.Pytester, dataset: Path) -> None:
