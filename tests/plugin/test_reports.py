@@ -171,8 +171,8 @@ def test_results_fixture_sees_the_whole_run(pytester: pytest.Pytester, dataset: 
     """)
     result = run_mtmcs(pytester, dataset, "--mtmcs-skip-questions", "-v")
     result.assert_outcomes(passed=8 + 2, failed=8)
-    names = [line.split(" ")[0] for line in result.stdout.lines if "PASSED" in line
-             or "FAILED" in line]
+    names = [line.split(" ")[0] for line in result.stdout.lines
+             if line.split(" ")[0].count("::") and (" PASSED" in line or " FAILED" in line)]
     # The fixture's test runs after every benchmark item; the other one keeps its place.
     assert names[0].endswith("test_runs_first_without_the_fixture")
     assert names[-1].endswith("test_my_own_check")
