@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-import synth  # noqa: E402
+import synth
 
 # Bytecode caching on, as on a user's machine (some shells export PYTHONDONTWRITEBYTECODE,
 # which makes every run recompile pytest's assertion-rewritten modules).

@@ -25,23 +25,97 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-import synth  # noqa: E402
+import synth
 
 
-def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, "-m", "pytest_mtmcs.testing.server", "--port", "0",
-                             "--latency", str(latency)], stdout=subprocess.PIPE, text=True)
+def start_server(latency: float, *, jitter: float = 0.0, fault_rate: float = 0.0,
+                 log: Path | None = None, seed: int = 0) -> tuple[subprocess.Popen[str], str]:
+    """Start the load server in its own process; returns (process, base URL).
+
+    `log`: the server appends one JSON line per finished call there (its call counter).
+    `fault_rate`: the share of calls answered with a transient fault (500, 503, 429, drop),
+    the same call numbers on every start with the same `seed`.
+    """
+    cmd = [sys.executable, "-m", "pytest_mtmcs.testing.server", "--port", "0",
+           "--latency", str(latency), "--jitter", str(jitter), "--fault-rate", str(fault_rate),
+           "--seed", str(seed), "--retry-after", "0.2"]
+    if log is not None:
+        cmd += ["--log", str(log)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()
     if not line.startswith("READY "):
         proc.kill()
+        proc.wait()
         raise SystemExit(f"load server did not start: {line!r}")
     return proc, line.split(" ", 1)[1]
+
+
+def stop_server(proc: subprocess.Popen[str]) -> None:
+    """Stop a server started by `start_server` and reap it (nothing is left running)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One subprocess run: wall time (start to exit), exit code, output, peak RSS."""
+
+    wall: float
+    returncode: int
+    stdout: str
+    stderr: str
+    max_rss_mb: float
+    """The command's own peak resident set size: `ru_maxrss` from `os.wait4` on its pid."""
+    cpu_s: float = 0.0
+    """CPU time the command used, user plus system, all its threads (from the same rusage)."""
+
+    @property
+    def tail(self) -> str:
+        """The last line of stdout (pytest's summary line), else the end of stderr."""
+        out = self.stdout.strip()
+        return out.splitlines()[-1] if out else self.stderr[-500:]
+
+
+# Linux carries a process's high-water RSS into a forked child's ru_maxrss (exec keeps the
+# larger of the old and new figures), so a child forked from this big bench process would
+# report at least this process's RSS. A small launcher forks the command instead, reaps it
+# with wait4 and writes its wall time, exit code and ru_maxrss (KiB) to the file in argv[1].
+_LAUNCHER = """
+import json, os, subprocess, sys, time
+t = time.perf_counter()
+p = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(p.pid, 0)
+wall = time.perf_counter() - t
+p.returncode = os.waitstatus_to_exitcode(status)
+with open(sys.argv[1], "w") as f:
+    json.dump({"wall": wall, "rc": p.returncode, "maxrss_kib": usage.ru_maxrss,
+               "cpu": usage.ru_utime + usage.ru_stime}, f)
+"""
+
+
+def measured(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> Measured:
+    """Run `cmd` to completion through a small launcher process that reaps it with `os.wait4`:
+    the wall time is from its start to its exit, the peak RSS the kernel's `ru_maxrss` of
+    that process alone (see `_LAUNCHER`), the CPU time its user plus system time."""
+    with tempfile.TemporaryDirectory() as d:
+        res = subprocess.run([sys.executable, "-c", _LAUNCHER, str(Path(d) / "m.json"), *cmd],
+                             cwd=cwd, capture_output=True, text=True, env=env or ENV, check=False)
+        m = json.loads((Path(d) / "m.json").read_text())
+    return Measured(m["wall"], m["rc"], res.stdout, res.stderr, m["maxrss_kib"] / 1024, m["cpu"])
 
 
 def work_units(data: Path) -> tuple[list[tuple[list[str], list[str], str | None]], int]:
@@ -112,7 +186,7 @@ ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 def timed(cmd: list[str], cwd: Path) -> tuple[float, str]:
     t = time.perf_counter()
-    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=ENV)
+    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=ENV, check=False)
     wall = time.perf_counter() - t
     tail = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else res.stderr[-500:]
     if res.returncode not in (0, 1):
@@ -162,8 +236,7 @@ def main() -> None:
         trivial, _ = timed([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
                             "--tb=no", "-rN", str(tmp / "test_trivial.py")], tmp)
     finally:
-        server.terminate()
-        server.wait()
+        stop_server(server)
 
     rows = [
         ("dialogues / distinct calls", f"{n_dialogues} / {n_calls}"),

@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from synth import build  # noqa: E402
+from synth import build
 
 
 def _server(latency: float, log: Path) -> tuple[subprocess.Popen[str], str]:

@@ -24,7 +24,7 @@ from typing import Any
 
 from pytest_mtmcs.bench import Case, Question
 from pytest_mtmcs.chat import Conversation, GenParams, Reply, sniff_mime
-from pytest_mtmcs.errors import DataError, MtmcsError
+from pytest_mtmcs.errors import DataError, MtmcsError, OutageError
 from pytest_mtmcs.guardrails.base import GuardedTarget
 from pytest_mtmcs.judge.llm import Judge
 from pytest_mtmcs.judge.refusal import DETECTOR_VERSION, RefusalVerdict, detect_refusal
@@ -140,6 +140,8 @@ class Engine:
         self._wakeup: asyncio.Event | None = None
         self._stopping = False
         self._inflight: dict[str, asyncio.Future[Reply]] = {}
+        self.outage: OutageError | None = None
+        """Set once a model server's outage circuit opened: the run should stop."""
         self._slots: dict[str, asyncio.Semaphore] = {}
 
     # ------------------------------------------------------------------ scheduling (any thread)
@@ -500,6 +502,8 @@ class Engine:
             self.progress.finished = time.monotonic()
 
     def _fail(self, job: _Job, exc: BaseException) -> None:
+        if isinstance(exc, OutageError):
+            self.outage = exc
         self.progress.errors += 1
         self._count_done()
         _settle(job.dialogue, error=exc)

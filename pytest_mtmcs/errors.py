@@ -51,6 +51,24 @@ class TargetError(MtmcsError):
         self.status = status
 
 
+class OutageError(TargetError):
+    """A model server has failed every call for longer than `--mtmcs-max-outage` seconds.
+
+    Raised by a target whose outage circuit is open: no call to it (to any of its replicas)
+    has succeeded since the first failure of the current streak, and that was more than
+    `TargetOptions.max_outage_s` ago. Further calls fail at once with this error instead of
+    each waiting out its own retries. Contract with the caller: stop the run (exit code
+    `EXIT_INFRA`, 75), since the results could only be more errors; re-running later resumes
+    from the store. `down_s` is how long the server had been failing, `max_outage_s` the limit.
+    """
+
+    def __init__(self, message: str, *, url: str | None = None, down_s: float = 0.0,
+                 max_outage_s: float = 0.0) -> None:
+        super().__init__(message, url=url)
+        self.down_s = down_s
+        self.max_outage_s = max_outage_s
+
+
 class GuardrailUnavailable(MtmcsError):
     """An optional dependency is missing; the message carries the exact install line."""
 

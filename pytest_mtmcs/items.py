@@ -30,7 +30,8 @@ PROP_QUESTION = "mtmcs_question"
 def _error(exc: BaseException) -> None:
     """Re-raise a setup failure; our own errors become one clear paragraph, no traceback."""
     if isinstance(exc, MtmcsError):
-        pytest.fail(f"{type(exc).__name__}: {exc}", pytrace=False)
+        # `from None`: the one paragraph is the whole story, without the chain of causes.
+        raise pytest.fail.Exception(f"{type(exc).__name__}: {exc}", pytrace=False) from None
     raise exc
 
 
@@ -88,10 +89,12 @@ class DialogueItem(_MtmcsItem):
                 self.case, reason, guardrail=self.guardrail)))
             pytest.skip(reason)
         try:
+            self.mtmcs.raise_if_outage()
             self.record = self._wait(self.mtmcs.engine_for().dialogue(self.case.id, self.guardrail))
         except BaseException as exc:
             self.user_properties.append((PROP_DIALOGUE, self.mtmcs.error_record(
                 self.case, exc, guardrail=self.guardrail)))
+            self.mtmcs.note_outage(self, exc)
             _error(exc)
         self.user_properties.append((PROP_DIALOGUE, self.record.model_dump_json()))
         if self.record.verdict == "error":  # e.g. a judgement that could not be parsed
@@ -116,11 +119,13 @@ class QuestionItem(_MtmcsItem):
                 self.case, reason, self.question, guardrail=self.guardrail)))
             pytest.skip(reason)
         try:
+            self.mtmcs.raise_if_outage()
             self.record = self._wait(self.mtmcs.engine_for().question(
                 self.case.id, self.question.suffix, self.guardrail))
         except BaseException as exc:
             self.user_properties.append((PROP_QUESTION, self.mtmcs.error_record(
                 self.case, exc, self.question, guardrail=self.guardrail)))
+            self.mtmcs.note_outage(self, exc)
             _error(exc)
         self.user_properties.append((PROP_QUESTION, self.record.model_dump_json()))
         if self.record.verdict == "error":

@@ -54,6 +54,8 @@ class MtmcsSession:
         self.guardrails: list[tuple[str, str | None]] = []
         """(name, argument) of each guardrail stack, in the order given; `none` is the bare target."""
         self.error_kinds: set[str] = set()
+        self.outage: str | None = None
+        """Why the run stopped early: a model server down longer than --mtmcs-max-outage."""
         self.failed_items = 0
         """mtmcs items that failed or errored (they fail the run only without gates, or strict)."""
         self.other_failures = 0
@@ -141,6 +143,7 @@ class MtmcsSession:
         fields: dict[str, Any] = {
             "cache_dir": os.path.dirname(os.path.abspath(s.store)) or ".",
             "api_key_env": s.api_key_env, "timeout_s": s.timeout, "retries": s.retries,
+            "max_outage_s": s.max_outage, "replica_concurrency": s.replica_concurrency,
             "batch_size": s.batch_size, "device": s.device, "dtype": s.dtype}
         fields.update(overrides)
         return TargetOptions(**fields)
@@ -331,6 +334,23 @@ class MtmcsSession:
                 q = QuestionRecord.model_validate(data)
                 self.questions[(q.guardrail, q.id)] = q
 
+    def raise_if_outage(self) -> None:
+        """Raise the engine's OutageError once a server's outage circuit has opened, so the
+        next item stops the run instead of waiting on its own failed rollout."""
+        if self.engine is not None and self.engine.outage is not None:
+            raise self.engine.outage
+
+    def note_outage(self, item: pytest.Item, exc: BaseException) -> None:
+        """A model server is down for good (its outage circuit opened): stop the run after
+        this item rather than erroring every remaining item one by one."""
+        from pytest_mtmcs.engine import DialogueFailed
+        from pytest_mtmcs.errors import OutageError
+
+        root = exc.__cause__ if isinstance(exc, DialogueFailed) and exc.__cause__ else exc
+        if isinstance(root, OutageError):
+            self.outage = str(root)
+            item.session.shouldstop = f"pytest-mtmcs stopped the run: {root}"
+
     def explain(self, case: Case, rec: DialogueRecord) -> str:
         """The failure text of a dialogue item: what went wrong, turn by turn."""
         lines = [f"{case.id}: {rec.reason}", f"  intent: {case.intent}"]
@@ -477,6 +497,8 @@ class MtmcsSession:
             from pytest_mtmcs.outputs import terminal
 
             terminal(tr, self.checks, quiet=quiet)
+        if self.outage:
+            tr.write_line(f"run stopped early, the model server is down: {self.outage}", red=True)
         if "target" in self.error_kinds:
             tr.write_line(f"model-server errors: results are incomplete; exit code {EXIT_INFRA} "
                           "(retry the run; cached calls are not repeated)", red=True)

@@ -57,7 +57,7 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("snapshot", "bool", False,
         "compare each (target, guardrail, data slice)'s outcome table and metrics with its stored "
         "snapshot (syrupy; --snapshot-update refreshes it)"),
-    Opt("snapshot-dir", "str", "__snapshots__/mtmcs", "folder of the --mtmcs-snapshot files"),
+    Opt("snapshot-dir", "str", "mtmcs-snapshots", "folder of the --mtmcs-snapshot files"),
     Opt("baseline", "str", None,
         "a stored --mtmcs-report of an earlier run: fail on a significant regression against it"),
     Opt("baseline-alpha", "float", 0.05,
@@ -72,6 +72,12 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("api-key-env", "str", "OPENAI_API_KEY", "environment variable holding the API key"),
     Opt("timeout", "float", 120.0, "per-call timeout in seconds"),
     Opt("retries", "int", 4, "retries of a failed call (timeouts, connection errors, 429, 5xx)"),
+    Opt("max-outage", "float", 300.0,
+        "stop the run (exit code 75) once a model server has failed every call for this many "
+        "seconds, instead of erroring item after item"),
+    Opt("replica-concurrency", "int", 0,
+        "most calls in flight to one replica of a replicated target (0: no limit beyond "
+        "--mtmcs-concurrency)"),
     Opt("batch-size", "int", 16, "batch size of local transformers targets"),
     Opt("save-transcripts", "bool", False, "keep dialogue text in reports (sensitive: unsafe requests)"),
     Opt("skip-questions", "bool", False,
@@ -183,6 +189,8 @@ class Settings:
     api_key_env: str
     timeout: float
     retries: int
+    max_outage: float
+    replica_concurrency: int
     batch_size: int
     save_transcripts: bool
     skip_questions: bool
@@ -217,6 +225,10 @@ class Settings:
         return out
 
 
+_ZERO_OK = ("seed", "retries", "replica-concurrency")
+"""Integer options for which 0 is a valid value."""
+
+
 def _convert(opt: Opt, raw: Any, source: str) -> Any:
     if raw is None or (isinstance(raw, str) and raw.strip() == "" and opt.kind != "str"):
         return opt.default if opt.kind != "list" else _convert(opt, opt.default, source)
@@ -226,7 +238,7 @@ def _convert(opt: Opt, raw: Any, source: str) -> Any:
     try:
         if opt.kind == "int":
             value: Any = int(text)
-            if value < (0 if opt.name in ("seed", "retries") else 1):
+            if value < (0 if opt.name in _ZERO_OK else 1):
                 raise ValueError
             _check_bounds(opt, value)
             return value
@@ -237,7 +249,7 @@ def _convert(opt: Opt, raw: Any, source: str) -> Any:
             _check_bounds(opt, value)
             return value
     except ValueError:
-        what = "a non-negative integer" if opt.name in ("seed", "retries") else (
+        what = "a non-negative integer" if opt.name in _ZERO_OK else (
             "a positive integer" if opt.kind == "int" else "a non-negative number")
         if opt.bounds:
             what = (f"{'an integer' if opt.kind == 'int' else 'a number'} from "

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -45,3 +47,9 @@ def rates(report: dict[str, Any]) -> dict[tuple[str, str], tuple[float | None, f
         out[(g["split"], g["modality"])] = (r["k"] / r["n"] if r["n"] else None,
                                             o["k"] / o["n"] if o["n"] else None)
     return out
+
+
+def pytest_command() -> list[str]:
+    """The `pytest` console script of this environment (as a user runs it), else `python -m pytest`."""
+    script = shutil.which("pytest", path=str(Path(sys.executable).parent))
+    return [script] if script else [sys.executable, "-m", "pytest"]

@@ -23,7 +23,7 @@ from pytest_mtmcs.bench.loaders import (
 from pytest_mtmcs.bench.schema import MODALITIES, SPLITS, BenchRow, Modality, Split
 from pytest_mtmcs.errors import DataError
 
-__all__ = ["BenchRow", "Case", "DataSelection", "Question", "case_id", "load_cases", "load_captions"]
+__all__ = ["BenchRow", "Case", "DataSelection", "Question", "case_id", "load_captions", "load_cases"]
 
 
 class DataSelection(BaseModel):

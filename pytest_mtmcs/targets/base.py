@@ -26,7 +26,27 @@ class TargetOptions(BaseModel):
     timeout_s: float = 120.0
     """Per-call timeout."""
     retries: int = 4
-    """Retries after the first attempt for transient failures (timeouts, 429, 5xx)."""
+    """Retries after the first attempt for transient failures (timeouts, connection errors,
+    429, 5xx, malformed 200 bodies); other 4xx answers are never retried."""
+    backoff_base_s: float = 0.5
+    """First retry delay bound of HTTP targets: retry n waits uniform(0, min(cap, base * 2**n))
+    ("full jitter"), unless the server sent Retry-After or another replica can take it."""
+    backoff_cap_s: float = 30.0
+    """Upper bound of one backoff delay."""
+    retry_after_cap_s: float = 60.0
+    """Upper bound on a server's Retry-After (seconds or HTTP date) that is honoured."""
+    max_outage_s: float = 300.0
+    """Once every call to a server (to all its replicas) has failed for longer than this, with
+    no success since the first failure, calls fail at once with OutageError and the run stops.
+    `inf` never gives up; 0 gives up as soon as a failure is not followed by a success."""
+    replica_concurrency: int = 0
+    """Most calls in flight to one replica of a replicated target; 0: no limit beyond
+    --mtmcs-concurrency."""
+    cooldown_base_s: float = 1.0
+    """A replica whose call failed (retryably) leaves the rotation for this long, doubling with
+    each further consecutive failure; a success brings it back at once."""
+    cooldown_cap_s: float = 60.0
+    """Upper bound of a replica's cool-down."""
     batch_size: int = 16
     """Largest batch a local model generates at once."""
     caption_for_text: bool = False

@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, cast, get_args
 
-FaultKind = Literal["http_500", "http_503", "http_429", "hang", "drop", "malformed"]
+FaultKind = Literal["http_500", "http_503", "http_429", "hang", "drop", "malformed", "http_400",
+                    "http_401"]
 """http_500 / http_503 / http_429: that status in OpenAI's error shape (429 with Retry-After);
 hang: hold the request open unanswered; drop: close without a response; malformed: 200 with a
-truncated JSON body."""
+truncated JSON body; http_400 / http_401: client errors that clients must not retry (the 401
+echoes the presented key, as some servers do, so tests can check that clients redact it)."""
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 
 
@@ -32,7 +34,8 @@ class FaultPlan:
     Call i gets `schedule[i]` if present; otherwise, with probability `rate`, one of `kinds`.
     The random draw is a hash of (seed, i), so a plan fails the same call numbers whatever the
     thread interleaving. Kinds: http_500, http_503, http_429 (with Retry-After), hang (hold the
-    request open unanswered), drop (close without a response), malformed (200, truncated JSON).
+    request open unanswered), drop (close without a response), malformed (200, truncated JSON),
+    http_400 and http_401 (client errors, never worth a retry).
 
     Example:
         FaultPlan(schedule={0: "http_500", 1: "http_429"})

@@ -159,6 +159,9 @@ class _Handler(BaseHTTPRequestHandler):
                 status, payload, extra = 200, MALFORMED_BODY, {}
             elif call.fault is not None:
                 status, err = FAULT_ANSWERS[call.fault]
+                if call.fault == "http_401":  # echo the key, as careless servers do
+                    key = headers.get("authorization", "").partition(" ")[2]
+                    err = {"error": {**err["error"], "message": err["error"]["message"].format(key=key)}}
                 payload = json.dumps(err).encode()
                 ra = call.plan.retry_after_s if call.plan else 1.0
                 extra = {"Retry-After": f"{ra:g}"} if call.fault == "http_429" else {}
@@ -245,6 +248,7 @@ class _Pending:
     plan: FaultPlan | None  # the plan that chose `fault`, even if swapped since
     received_at: float
     digest: str | None
+    live: bool = True  # still counted in `in_flight`
 
 
 class MockOpenAIServer:
@@ -256,7 +260,8 @@ class MockOpenAIServer:
     `max_tokens`/`max_completion_tokens` cut the reply (finish_reason "length"); token counts
     are whitespace-split words of the text parts (images are neither decoded nor counted).
     Every chat call sleeps `latency_s + uniform(-jitter_s, jitter_s)` (at least 0) in its
-    handler thread before its fault or answer.
+    handler thread before its fault or answer. `in_flight` and `max_in_flight` count chat calls
+    being handled at once, to check a client's concurrency limits.
 
     Example:
         with MockOpenAIServer(reply=lambda body: "I can't help with that.") as srv:
@@ -282,6 +287,7 @@ class MockOpenAIServer:
         self._rng = random.Random()
         self._calls: list[RecordedCall] = []
         self._received = self._completed = self._epoch = self._held = self._hold_gen = 0
+        self._in_flight = self._max_in_flight = 0
         self._hold_at: int | None = None
         self.down = False
         """True while `set_down(True)` is in force."""
@@ -353,11 +359,27 @@ class MockOpenAIServer:
             return list(self._calls)
 
     def reset(self) -> None:
-        """Forget the call log and restart call numbering (fault schedules and holds count anew)."""
+        """Forget the call log and restart call numbering (fault schedules and holds count anew);
+        `max_in_flight` restarts from the calls in flight now."""
         with self._cv:
             self._calls.clear()
             self._received = self._completed = 0
+            self._max_in_flight = self._in_flight
             self._epoch += 1
+
+    @property
+    def in_flight(self) -> int:
+        """Chat calls received and not yet answered (or closed unanswered), right now."""
+        with self._cv:
+            return self._in_flight
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most chat calls in flight at once since start or the last reset. A call leaves
+        just before its answer's last write, so a client that starts its next call on reading
+        an answer is never counted twice."""
+        with self._cv:
+            return self._max_in_flight
 
     def wait_for_calls(self, n: int, timeout: float = 5.0, *, completed: bool = False) -> list[RecordedCall]:
         """Block until `n` calls arrived (or, with `completed=True`, were fully answered); returns
@@ -407,6 +429,8 @@ class MockOpenAIServer:
         with self._cv:
             index = self._received
             self._received += 1
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
             fault = faults.fault_for(index) if faults is not None else None
             if self._record:
                 self._calls.append(RecordedCall(body, headers, now, 0, False, index, fault))
@@ -429,13 +453,21 @@ class MockOpenAIServer:
         jitter = self._rng.uniform(-self.jitter_s, self.jitter_s) if self.jitter_s else 0.0
         return max(0.0, self.latency_s + jitter)
 
+    def _leave(self, call: _Pending) -> None:
+        """Stop counting `call` as in flight (once); the caller holds `_cv`."""
+        if call.live:
+            call.live = False
+            self._in_flight -= 1
+
     def _mark_answered(self, call: _Pending, status: int) -> None:
         with self._cv:
+            self._leave(call)
             if self._record and call.epoch == self._epoch:
                 self._calls[call.index] = replace(self._calls[call.index], status=status, completed=True)
 
     def _finish(self, call: _Pending, status: int, completed: bool) -> None:
         with self._cv:
+            self._leave(call)
             if call.epoch == self._epoch:
                 self._completed += completed
                 if self._record:
@@ -461,12 +493,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fault-kinds", default="http_500,http_503,http_429,drop",
                    help=f"comma-separated, from: {','.join(FAULT_KINDS)}")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--retry-after", type=float, default=1.0,
+                   help="seconds in the Retry-After header of http_429 answers")
+    p.add_argument("--hang", type=float, default=30.0, help="seconds a `hang` fault holds a call")
     p.add_argument("--model", default="mock", help="model name served")
     p.add_argument("--log", default=None, help="append one JSON line per finished call")
     args = p.parse_args(argv)
     try:
         kinds = tuple(k.strip() for k in args.fault_kinds.split(",") if k.strip())
-        plan = FaultPlan(rate=args.fault_rate, kinds=cast(Any, kinds), seed=args.seed)
+        plan = FaultPlan(rate=args.fault_rate, kinds=cast(Any, kinds), seed=args.seed,
+                         retry_after_s=args.retry_after, hang_s=args.hang)
         srv = MockOpenAIServer(latency_s=args.latency, jitter_s=args.jitter, faults=plan,
                                model_name=args.model, port=args.port, log_path=args.log,
                                record_calls=False)

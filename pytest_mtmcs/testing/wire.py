@@ -26,8 +26,11 @@ FAULT_ANSWERS: dict[str, tuple[int, dict[str, Any]]] = {
     "http_500": (500, error("Injected fault: internal server error", "server_error", "mock_fault")),
     "http_503": (503, error("Injected fault: server overloaded", "server_error", "mock_fault")),
     "http_429": (429, error("Injected fault: rate limit reached", "requests", "rate_limit_exceeded")),
+    "http_400": (400, error("Injected fault: bad request", "invalid_request_error", "mock_fault")),
+    "http_401": (401, error("Injected fault: Incorrect API key provided: {key}",
+                            "invalid_request_error", "invalid_api_key")),
 }
-"""Status and body of each HTTP-status fault kind."""
+"""Status and body of each HTTP-status fault kind (`{key}`: the bearer token the call presented)."""
 
 
 def texts(content: object) -> list[str]:

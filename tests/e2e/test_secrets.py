@@ -1,0 +1,165 @@
+"""The API key never lands in anything a run writes or prints.
+
+A sentinel key is put in the environment variable named by --mtmcs-api-key-env; real
+`pytest --mtmcs` runs (the console script, subprocesses) go against a mock server that must
+receive it in the Authorization header, with every output on: JSON, Markdown (and the GitHub
+job summary), HTML, snapshots, JUnit XML, transcripts, a DEBUG log file and captured logs,
+`-rA -l`. One run goes against a server that is down (error messages), one against a server
+that answers 401 and echoes the key it was sent, as careless servers do. Then every file under
+the sandbox (reports, the sqlite store and its WAL, snapshots, pytest's cache, logs) and every
+captured stdout/stderr is searched for the key, or any 16-character piece of it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import secrets
+import sqlite3
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from _data import small_dataset
+from _runs import pytest_command
+
+from pytest_mtmcs.testing import FaultPlan, MockOpenAIServer
+
+KEY_ENV = "MTMCS_E2E_API_KEY"
+WINDOW = 16
+"""Length of the key pieces searched for: a truncated or partly redacted key is a leak too."""
+
+
+def make_key(length: int = 48) -> str:
+    """A fresh sentinel key of `length` characters, distinct in every piece."""
+    head = "sk-mtmcs-SENTINEL-"
+    return head + secrets.token_hex(length)[: length - len(head)]
+
+
+def pieces(key: str) -> list[bytes]:
+    """Overlapping pieces of the key (WINDOW characters, every WINDOW // 2), and the whole key."""
+    out = {key[i:i + WINDOW] for i in range(0, max(1, len(key) - WINDOW + 1), WINDOW // 2)}
+    out.add(key[-WINDOW:])
+    return [key.encode(), *(p.encode() for p in sorted(out))]
+
+
+def leaks(key: str, root: Path, texts: dict[str, str]) -> list[str]:
+    """Every file under `root` (any bytes: sqlite pages, WAL, XML, HTML) and every named text
+    that holds the key or a piece of it, with the first piece found."""
+    needles = pieces(key)
+    found = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        blob = path.read_bytes()
+        hit = next((n for n in needles if n in blob), None)
+        if hit is not None:
+            found.append(f"{path.relative_to(root)} ({hit.decode()!r})")
+    for name, text in texts.items():
+        blob = text.encode()
+        hit = next((n for n in needles if n in blob), None)
+        if hit is not None:
+            found.append(f"{name} ({hit.decode()!r})")
+    return found
+
+
+
+@dataclass
+class Run:
+    """One finished `pytest --mtmcs` subprocess."""
+
+    name: str
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_everything_on(name: str, sandbox: Path, data: Path, url: str, key: str) -> Run:
+    """`pytest --mtmcs` in `sandbox/name` with every output on and the key in KEY_ENV."""
+    here = sandbox / name
+    out = here / "out"
+    out.mkdir(parents=True)
+    args = [
+        "--mtmcs", f"--mtmcs-data={data}", f"--mtmcs-target=openai+{url}:acme/vlm-7b",
+        f"--mtmcs-api-key-env={KEY_ENV}", f"--mtmcs-store={here / 'store.sqlite'}",
+        f"--mtmcs-report={out / 'report.json'}", f"--mtmcs-markdown={out / 'report.md'}",
+        "--mtmcs-save-transcripts", "--mtmcs-retries=1", f"--junitxml={out / 'junit.xml'}",
+        f"--log-file={out / 'pytest.log'}", "--log-file-level=DEBUG", "--log-level=DEBUG",
+        "-rA", "-l", "-v",
+    ]
+    if importlib.util.find_spec("pytest_mtmcs.html_report") and importlib.util.find_spec("matplotlib"):
+        args.append(f"--mtmcs-html={out / 'report.html'}")
+    if importlib.util.find_spec("syrupy"):
+        args += ["--mtmcs-snapshot", "--snapshot-update", f"--mtmcs-snapshot-dir={out / 'snapshots'}"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "OPENAI_"))}
+    env[KEY_ENV] = key
+    env["GITHUB_STEP_SUMMARY"] = str(out / "step_summary.md")
+    res = subprocess.run([*pytest_command(), *args], cwd=here, capture_output=True, text=True,
+                         env=env, timeout=300, check=False)
+    return Run(name, res.returncode, res.stdout, res.stderr)
+
+
+def test_the_key_is_in_no_output(tmp_path: Path) -> None:
+    key = make_key()
+    data = small_dataset(tmp_path / "ds", 1)
+    sandbox = tmp_path / "sandbox"
+    runs: list[Run] = []
+
+    with MockOpenAIServer() as srv:
+        runs.append(run_everything_on("ok", sandbox, data, srv.base_url, key))
+        ok_calls = srv.calls
+    with MockOpenAIServer(faults=FaultPlan.always("http_401")) as srv:
+        runs.append(run_everything_on("unauthorized", sandbox, data, srv.base_url, key))
+        rejected = srv.calls
+    with MockOpenAIServer() as srv:
+        down_url = srv.base_url
+    runs.append(run_everything_on("down", sandbox, data, down_url, key))  # the port is closed now
+
+    ok, unauthorized, down = runs
+    # the runs did what they were meant to: the server got the key; errors were printed
+    assert ok.returncode == 1, ok.stdout[-3000:] + ok.stderr[-3000:]  # the mock never refuses
+    assert ok_calls and all(c.headers.get("authorization") == f"Bearer {key}" for c in ok_calls)
+    assert rejected and all(c.headers.get("authorization") == f"Bearer {key}" and c.status == 401
+                            for c in rejected)
+    assert "Incorrect API key provided: ***" in unauthorized.stdout, unauthorized.stdout[-3000:]
+    assert f"could not reach {down_url}" in down.stdout, down.stdout[-3000:]
+    written = {p.relative_to(sandbox).as_posix() for p in sandbox.rglob("*") if p.is_file()}
+    for name in ("ok", "unauthorized", "down"):
+        assert {f"{name}/store.sqlite", f"{name}/out/report.json", f"{name}/out/report.md",
+                f"{name}/out/junit.xml", f"{name}/out/pytest.log",
+                f"{name}/out/step_summary.md"} <= written, sorted(written)
+    assert any("/snapshots/" in w for w in written) or not importlib.util.find_spec("syrupy")
+
+    texts = {f"{r.name} {stream}": getattr(r, stream) for r in runs for stream in ("stdout", "stderr")}
+    assert leaks(key, sandbox, texts) == []
+
+
+def test_a_long_key_echoed_by_the_server_is_not_leaked_in_part(tmp_path: Path) -> None:
+    """Tokens of self-hosted gateways can be long (JWTs of 500+ characters); a server that
+    echoes one must not get a piece of it into the output either."""
+    key = make_key(600)
+    data = small_dataset(tmp_path / "ds", 1)
+    sandbox = tmp_path / "sandbox"
+    with MockOpenAIServer(faults=FaultPlan.always("http_401")) as srv:
+        run = run_everything_on("unauthorized", sandbox, data, srv.base_url, key)
+        assert srv.calls and all(c.headers.get("authorization") == f"Bearer {key}" for c in srv.calls)
+    assert "answered HTTP 401" in run.stdout, run.stdout[-3000:]
+    assert leaks(key, sandbox, {"stdout": run.stdout, "stderr": run.stderr}) == []
+
+
+def test_the_search_finds_a_planted_key(tmp_path: Path) -> None:
+    """The search above can fail: it finds the key in a text file, inside a sqlite database,
+    and a truncated piece of it in captured output."""
+    key = make_key()
+    (tmp_path / "deep" / "er").mkdir(parents=True)
+    (tmp_path / "deep" / "er" / "notes.txt").write_text(f"token={key}\n")
+    (tmp_path / "clean.txt").write_text("nothing to see\n")
+    db = sqlite3.connect(tmp_path / "cache.sqlite")
+    db.execute("CREATE TABLE t (v TEXT)")
+    db.execute("INSERT INTO t VALUES (?)", (f'{{"error": "bad key {key}"}}',))
+    db.commit()
+    db.close()
+    found = leaks(key, tmp_path, {"stdout": f"...{key[:30]}...", "stderr": "clean"})
+    assert [f.split(" ", 1)[0] for f in found] == ["cache.sqlite", "deep/er/notes.txt", "stdout"]
+    assert leaks(key, tmp_path / "deep" / "er", {}) != []
+    (tmp_path / "deep" / "er" / "notes.txt").unlink()
+    (tmp_path / "cache.sqlite").unlink()
+    assert leaks(key, tmp_path, {"stdout": key[: WINDOW - 1]}) == []  # a piece shorter than a window
