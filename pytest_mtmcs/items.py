@@ -96,7 +96,7 @@ class DialogueItem(_MtmcsItem):
                 self.case, exc, guardrail=self.guardrail)))
             self.mtmcs.note_outage(self, exc)
             _error(exc)
-        self.user_properties.append((PROP_DIALOGUE, self.record.model_dump_json()))
+        self.mtmcs.publish(self, PROP_DIALOGUE, self.record)
         if self.record.verdict == "error":  # e.g. a judgement that could not be parsed
             _error(MtmcsError(self.record.reason or "the dialogue errored"))
 
@@ -127,7 +127,7 @@ class QuestionItem(_MtmcsItem):
                 self.case, exc, self.question, guardrail=self.guardrail)))
             self.mtmcs.note_outage(self, exc)
             _error(exc)
-        self.user_properties.append((PROP_QUESTION, self.record.model_dump_json()))
+        self.mtmcs.publish(self, PROP_QUESTION, self.record)
         if self.record.verdict == "error":
             _error(MtmcsError(self.record.reason or "the question errored"))
 

@@ -88,6 +88,15 @@ def pytest_configure_node(node: object) -> None:
         node.workerinput["mtmcs_run"] = mt.run_id  # type: ignore[attr-defined]
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    # xdist controller: a worker finished; keep its model-server call counters for the report.
+    mt = _session(node.config)  # type: ignore[attr-defined]
+    output = getattr(node, "workeroutput", None)
+    if mt is not None and isinstance(output, dict) and output.get("mtmcs_calls"):
+        mt.worker_calls.append(output["mtmcs_calls"])
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: list[pytest.Item]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,6 +31,11 @@ class RunReport(BaseModel):
     gates: tuple[GateResult, ...] = Field(default=(), description="The gates and their outcome.")
     dialogues: tuple[DialogueRecord, ...]
     questions: tuple[QuestionRecord, ...]
+    calls: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per model server role (`target`, `judge`): calls, requests sent, retries "
+                    "by reason, failures, outage refusals and per-replica counters; calls "
+                    "answered from the store are not counted.")
 
 
 def write_json(report: RunReport, path: str | Path) -> Path:

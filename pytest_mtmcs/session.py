@@ -55,6 +55,11 @@ class MtmcsSession:
         """(name, argument) of each guardrail stack, in the order given; `none` is the bare target."""
         self.error_kinds: set[str] = set()
         self.outage: str | None = None
+        self._published: dict[int, tuple[str, Any]] = {}
+        """id(JSON text) -> (that text, its record object), for records published in this
+        process: the report of the item is read back without parsing the JSON again."""
+        self.worker_calls: list[dict[str, dict[str, Any]]] = []
+        """Call counters sent by xdist workers as they finish (controller only)."""
         """Why the run stopped early: a model server down longer than --mtmcs-max-outage."""
         self.failed_items = 0
         """mtmcs items that failed or errored (they fail the run only without gates, or strict)."""
@@ -323,6 +328,12 @@ class MtmcsSession:
         for name, value in report.user_properties:
             if name not in (PROP_DIALOGUE, PROP_QUESTION):
                 continue
+            kept = self._published.pop(id(value), None)
+            if kept is not None and kept[0] is value:  # published in this process
+                rec = kept[1]
+                (self.dialogues if name == PROP_DIALOGUE else self.questions)[
+                    (rec.guardrail, rec.id)] = rec
+                continue
             data = json.loads(str(value))
             kind = data.pop("error_kind", None)
             if kind:
@@ -333,6 +344,16 @@ class MtmcsSession:
             else:
                 q = QuestionRecord.model_validate(data)
                 self.questions[(q.guardrail, q.id)] = q
+
+    def publish(self, item: pytest.Item, name: str, rec: Any) -> None:
+        """Attach an item's finished record to it: as JSON in its user_properties, which carry
+        it to the xdist controller and into JUnit XML. In one process the session also keeps
+        the record object, so that its report is read back without a second copy (at 30,000
+        items the parsed copies cost about 80 MB)."""
+        text = rec.model_dump_json()
+        item.user_properties.append((name, text))
+        if not self.is_worker:
+            self._published[id(text)] = (text, rec)
 
     def raise_if_outage(self) -> None:
         """Raise the engine's OutageError once a server's outage circuit has opened, so the
@@ -402,6 +423,9 @@ class MtmcsSession:
         if self.store is not None:
             self.store.close()
         if self.is_worker:
+            output = getattr(self.config, "workeroutput", None)
+            if output is not None:
+                output["mtmcs_calls"] = self.own_call_stats()
             return
         if self.dialogues or self.questions:
             from pytest_mtmcs.metrics import evaluate_gates, summarize
@@ -418,6 +442,27 @@ class MtmcsSession:
                                    infra_failed="target" in self.error_kinds)
             self.config.hook.pytest_mtmcs_run_summary(config=self.config, report=report)
         session.exitstatus = self.exit_code(int(session.exitstatus))
+
+    def own_call_stats(self) -> dict[str, dict[str, Any]]:
+        """This process's counters of the HTTP model servers it called: role (`target`,
+        `judge`) -> calls, requests, retries by reason, failures, replicas."""
+        out = {}
+        judge_target = self.judge.target if self.judge is not None else None
+        for role, target in (("target", self.target), ("judge", judge_target)):
+            stats = getattr(target, "stats", None)
+            if isinstance(stats, dict) and stats.get("calls"):
+                out[role] = stats
+        return out
+
+    def call_stats(self) -> dict[str, dict[str, Any]]:
+        """The run's counters: this process's and every xdist worker's, added up."""
+        from pytest_mtmcs.targets.resilience import merge_stats
+
+        total: dict[str, dict[str, Any]] = {}
+        for part in (self.own_call_stats(), *self.worker_calls):
+            for role, stats in part.items():
+                total[role] = merge_stats(total[role], stats) if role in total else dict(stats)
+        return total
 
     def _in_given_order(self, groups: list[GroupSummary]) -> list[GroupSummary]:
         """Stacks in the order --mtmcs-guardrail named them (`none` first when named first)."""
@@ -464,6 +509,7 @@ class MtmcsSession:
             rollout=self.engine.progress.line() if self.engine else None,
             judge=self.settings.judge or None, summary=tuple(summary),
             gates=tuple(self.gate_results), dialogues=tuple(dialogues), questions=tuple(questions),
+            calls=self.call_stats(),
         )
 
     def terminal_summary(self, tr: Any) -> None:
@@ -485,6 +531,10 @@ class MtmcsSession:
             tr.section("mtmcs summary")
             if self.engine is not None:
                 tr.write_line(self.engine.progress.line())
+            from pytest_mtmcs.targets.resilience import stats_line
+
+            for role, stats in self.call_stats().items():  # model servers: requests, retries
+                tr.write_line(stats_line(role, stats))
             if self.settings.judge:
                 tr.write_line(f"judge {self.settings.judge}, pass score {self.settings.pass_score}")
             for line in summary_lines(self.summary):

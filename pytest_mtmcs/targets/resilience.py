@@ -165,3 +165,34 @@ class CallStats:
                 "retries_by_reason": dict(sorted(self.retries.items())),
                 "failures_by_reason": dict(sorted(self.failures.items())),
                 "outage_errors": self.outage_errors}
+
+
+def merge_stats(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    """Two `stats` snapshots of the same target added up (e.g. from two xdist workers):
+    counts are summed, counters by reason and per-replica counters merged key by key;
+    `max_in_flight` takes the larger figure (each worker's own peak, not a joint one)."""
+    out: dict[str, Any] = dict(a)
+    for key, value in b.items():
+        mine = out.get(key)
+        if mine is None:
+            out[key] = value
+        elif isinstance(value, Mapping) and isinstance(mine, Mapping):
+            out[key] = merge_stats(mine, value)
+        elif key == "max_in_flight":
+            out[key] = max(mine, value)
+        elif isinstance(value, (int, float)) and isinstance(mine, (int, float)):
+            out[key] = mine + value
+    return out
+
+
+def stats_line(role: str, stats: Mapping[str, Any]) -> str:
+    """One terminal line: "target: 1,204 calls, 1,210 requests, 6 retries (http_503 4,
+    timeout 2), 0 failed"."""
+    reasons = ", ".join(f"{k} {v:,}" for k, v in stats.get("retries_by_reason", {}).items())
+    retries = f"{stats.get('retries', 0):,} retries" + (f" ({reasons})" if reasons else "")
+    line = (f"{role}: {stats.get('calls', 0):,} calls, {stats.get('attempts', 0):,} requests, "
+            f"{retries}, {stats.get('failed', 0):,} failed")
+    cooled = {url: r.get("cooldowns", 0) for url, r in stats.get("replicas", {}).items()}
+    if len(cooled) > 1:
+        line += f"; {len(cooled)} replicas, {sum(cooled.values()):,} cool-downs"
+    return line

@@ -226,3 +226,12 @@ def test_a_whole_run_against_a_faulty_server_scores_every_dialogue(
     assert len(lines) == len(answered) + len(faulted)  # ... and nothing else asked twice
     assert len(faulted) >= 8 and Counter(r["fault"] for r in faulted).keys() == set(plan.kinds)
     assert {r["sha256"] for r in faulted} <= answered  # every faulted request was retried
+    # the report counts the retries by reason, added up over xdist workers
+    reason = {"http_500": "http_500", "http_503": "http_503", "http_429": "http_429",
+              "drop": "connection", "malformed": "malformed"}
+    calls = load_report(pytester)["calls"]["target"]
+    assert calls["retries_by_reason"] == dict(Counter(reason[r["fault"]] for r in faulted))
+    assert (calls["calls"], calls["ok"], calls["failed"]) == (len(answered), len(answered), 0)
+    assert calls["attempts"] == len(lines)
+    result.stdout.fnmatch_lines([f"target: {len(answered)} calls, {len(lines)} requests, "
+                                 f"{len(faulted)} retries (*), 0 failed"])

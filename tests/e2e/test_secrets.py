@@ -72,8 +72,11 @@ class Run:
     stderr: str
 
 
-def run_everything_on(name: str, sandbox: Path, data: Path, url: str, key: str) -> Run:
-    """`pytest --mtmcs` in `sandbox/name` with every output on and the key in KEY_ENV."""
+def run_everything_on(name: str, sandbox: Path, data: Path, url: str, key: str, *,
+                      transcripts: bool = True) -> Run:
+    """`pytest --mtmcs` in `sandbox/name` with every output on and the key in KEY_ENV;
+    `transcripts=False`: without --mtmcs-save-transcripts and without the DEBUG log file (the
+    HTTP client's own DEBUG records show request bodies)."""
     here = sandbox / name
     out = here / "out"
     out.mkdir(parents=True)
@@ -81,10 +84,11 @@ def run_everything_on(name: str, sandbox: Path, data: Path, url: str, key: str) 
         "--mtmcs", f"--mtmcs-data={data}", f"--mtmcs-target=openai+{url}:acme/vlm-7b",
         f"--mtmcs-api-key-env={KEY_ENV}", f"--mtmcs-store={here / 'store.sqlite'}",
         f"--mtmcs-report={out / 'report.json'}", f"--mtmcs-markdown={out / 'report.md'}",
-        "--mtmcs-save-transcripts", "--mtmcs-retries=1", f"--junitxml={out / 'junit.xml'}",
-        f"--log-file={out / 'pytest.log'}", "--log-file-level=DEBUG", "--log-level=DEBUG",
-        "-rA", "-l", "-v",
+        "--mtmcs-retries=1", f"--junitxml={out / 'junit.xml'}", "-rA", "-l", "-v",
     ]
+    if transcripts:
+        args += ["--mtmcs-save-transcripts", f"--log-file={out / 'pytest.log'}",
+                 "--log-file-level=DEBUG", "--log-level=DEBUG"]
     if importlib.util.find_spec("pytest_mtmcs.html_report") and importlib.util.find_spec("matplotlib"):
         args.append(f"--mtmcs-html={out / 'report.html'}")
     if importlib.util.find_spec("syrupy"):
@@ -163,3 +167,27 @@ def test_the_search_finds_a_planted_key(tmp_path: Path) -> None:
     (tmp_path / "deep" / "er" / "notes.txt").unlink()
     (tmp_path / "cache.sqlite").unlink()
     assert leaks(key, tmp_path, {"stdout": key[: WINDOW - 1]}) == []  # a piece shorter than a window
+
+
+def test_transcripts_are_written_only_when_asked(tmp_path: Path) -> None:
+    """Without --mtmcs-save-transcripts no reply and no user turn reaches a report, snapshot,
+    JUnit file or the terminal (the store keeps replies: it is the cache); with it they do."""
+    data = small_dataset(tmp_path / "ds", 1)
+    sandbox = tmp_path / "sandbox"
+    reply = "REPLY-SENTINEL-" + secrets.token_hex(8)
+    turns = ["MM0 r1 turn", "MM0 unsafe_r3 turn", "UM0 r2 turn"]  # see _data.dialogue
+    with MockOpenAIServer(reply=lambda body: reply) as srv:
+        quiet = run_everything_on("without", sandbox, data, srv.base_url, make_key(),
+                                  transcripts=False)
+        loud = run_everything_on("with", sandbox, data, srv.base_url, make_key())
+    assert srv.calls and quiet.returncode == loud.returncode == 1  # the mock never refuses
+
+    def holders(name: str, run: Run, needle: str) -> list[str]:
+        files = [p for p in (sandbox / name).rglob("*")
+                 if p.is_file() and not p.name.startswith("store.sqlite")]
+        found = [p.relative_to(sandbox).as_posix() for p in files if needle.encode() in p.read_bytes()]
+        return found + [s for s in ("stdout", "stderr") if needle in getattr(run, s)]
+
+    for needle in (reply, *turns):
+        assert holders("without", quiet, needle) == [], needle
+        assert "with/out/report.json" in holders("with", loud, needle), needle
