@@ -55,12 +55,12 @@ class MtmcsSession:
         """(name, argument) of each guardrail stack, in the order given; `none` is the bare target."""
         self.error_kinds: set[str] = set()
         self.outage: str | None = None
+        """Why the run stopped early: a model server down longer than --mtmcs-max-outage."""
         self._published: dict[int, tuple[str, Any]] = {}
         """id(JSON text) -> (that text, its record object), for records published in this
         process: the report of the item is read back without parsing the JSON again."""
         self.worker_calls: list[dict[str, dict[str, Any]]] = []
         """Call counters sent by xdist workers as they finish (controller only)."""
-        """Why the run stopped early: a model server down longer than --mtmcs-max-outage."""
         self.failed_items = 0
         """mtmcs items that failed or errored (they fail the run only without gates, or strict)."""
         self.other_failures = 0
