@@ -39,10 +39,11 @@ from pytest_mtmcs.records import DialogueRecord, JudgeRecord, QuestionRecord, Tu
 from pytest_mtmcs.rollout import (
     MCQ_MAX_TOKENS,
     TF_MAX_TOKENS,
+    question_prompt,
     question_request,
     turn_request,
 )
-from pytest_mtmcs.store import Store, call_key, dialogue_key
+from pytest_mtmcs.store import Store, answer_key, call_key, dialogue_key
 from pytest_mtmcs.targets.base import Target
 from pytest_mtmcs.workqueue import WorkQueue
 
@@ -67,6 +68,8 @@ class _Job:
     """The refusal detector's verdicts on `replies`, when the store had them."""
     answers: dict[str, str] | None = None
     """Answers to the questions given up front (scoring transcripts made elsewhere)."""
+    stored_answers: dict[str, str] = field(default_factory=dict)
+    """Answers found in the store's answer table before the loop started, by question suffix."""
     given: bool = False
     """The replies were given up front, not rolled out (nothing is written to the store)."""
     follow: bool = False
@@ -366,16 +369,42 @@ class Engine:
             except (OSError, ValueError, KeyError):
                 continue  # an unreadable image: the rollout reports it on the item
         found = self.store.get_dialogues(list(keys), DETECTOR_VERSION)
+        asked: dict[str, tuple[_Job, str]] = {}
         for key, (replies, verdicts) in found.items():
             job = keys[key]
             job.replies = replies
             self.progress.cached += len(replies)
             if verdicts:
                 job.verdicts = [RefusalVerdict.model_construct(**v) for v in verdicts]
+            texts = [r.text for r in replies]
+            for q in job.case.questions:
+                if q.suffix in job.questions:
+                    asked[self._answer_key(job, q, texts, key)] = (job, q.suffix)
+        for akey, answer in self.store.get_answers(list(asked)).items():
+            job, suffix = asked[akey]
+            job.stored_answers[suffix] = answer
+        for key in found:
+            job = keys[key]
             if self.judge is None:  # otherwise a worker asks the judge (or its stored answer)
-                job.started = not job.questions  # nothing left to do unless questions are asked
-                self._finish_dialogue(job, replies, [True] * len(replies), job.verdicts)
+                # nothing left to do unless questions are still to be asked
+                job.started = all(s in job.stored_answers for s in job.questions)
+                if job.started:  # every answer stored: settle the questions here
+                    for q in job.case.questions:
+                        if q.suffix in job.questions:
+                            self._settle_answer(job, q, job.stored_answers[q.suffix], True)
+                self._finish_dialogue(job, found[key][0], [True] * len(found[key][0]),
+                                      job.verdicts)
         return len(found)
+
+    def _answer_key(self, job: _Job, q: Question, replies: list[str],
+                    rollout: str | None = None) -> str:
+        """The store's key of a question's answer (see `store.answer_key`)."""
+        return answer_key(rollout or self.rollout_key(job), question_prompt(job.case, q, replies),
+                          self._question_params(q))
+
+    def _question_params(self, q: Question) -> GenParams:
+        return GenParams(temperature=self.params.temperature,
+                         max_tokens=MCQ_MAX_TOKENS if q.kind == "mcq" else TF_MAX_TOKENS)
 
     async def _roll(self, job: _Job) -> None:
         if job.follow:
@@ -472,28 +501,40 @@ class Engine:
 
     async def _ask(self, job: _Job, q: Question, replies: list[str]) -> None:
         case = job.case
-        params = GenParams(temperature=self.params.temperature,
-                           max_tokens=MCQ_MAX_TOKENS if q.kind == "mcq" else TF_MAX_TOKENS)
-        fut = job.questions[q.suffix]
-        base: dict[str, Any] = dict(id=f"{case.id}-{q.suffix}", dialogue_id=case.id, split=case.split,
-                    row_id=case.row_id, modality=case.modality, safety=case.safety,
-                    target=self.target.spec, guardrail=job.stack, kind=q.kind,
-                    question_type=q.question_type, expected=q.answer)
         if job.answers is not None:
             text, was_cached = job.answers.get(q.suffix, ""), False
+        elif q.suffix in job.stored_answers:
+            text, was_cached = job.stored_answers[q.suffix], True
+            self.progress.cached += 1
         else:
             try:
                 reply, was_cached = await self._call(
-                    job, question_request(case, q, replies, use_caption=job.use_caption), params)
+                    job, question_request(case, q, replies, use_caption=job.use_caption),
+                    self._question_params(q))
+                if not job.given:
+                    self.store.put_answer(self._answer_key(job, q, replies), reply.text)
             except Exception as exc:
-                _settle(fut, QuestionRecord(**base, verdict="error", reason=str(exc)))
+                _settle(job.questions[q.suffix], QuestionRecord(
+                    **self._question_base(job, q), verdict="error", reason=str(exc)))
                 return
             text = reply.text
+        self._settle_answer(job, q, text, was_cached)
+
+    def _question_base(self, job: _Job, q: Question) -> dict[str, Any]:
+        case = job.case
+        return dict(id=f"{case.id}-{q.suffix}", dialogue_id=case.id, split=case.split,
+                    row_id=case.row_id, modality=case.modality, safety=case.safety,
+                    target=self.target.spec, guardrail=job.stack, kind=q.kind,
+                    question_type=q.question_type, expected=q.answer)
+
+    def _settle_answer(self, job: _Job, q: Question, text: str, was_cached: bool) -> None:
+        """Parse a question's answer and resolve its future with the record."""
         parsed = parse_answer(q, text)
         verdict, reason = question_verdict(q, parsed)
-        _settle(fut, QuestionRecord(
-            **base, answer=text if self.keep_text else None, parsed=parsed,
-            correct=verdict == "pass", verdict=verdict, reason=reason, cached=was_cached,
+        _settle(job.questions[q.suffix], QuestionRecord(
+            **self._question_base(job, q), answer=text if self.keep_text else None,
+            parsed=parsed, correct=verdict == "pass", verdict=verdict, reason=reason,
+            cached=was_cached,
         ))
 
     def _count_done(self) -> None:

@@ -28,6 +28,11 @@ CREATE TABLE IF NOT EXISTS dialogues (
     replies TEXT NOT NULL,
     created REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS answers (
+    key TEXT PRIMARY KEY,
+    answer TEXT NOT NULL,
+    created REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS calls (
     key TEXT PRIMARY KEY,
     target TEXT NOT NULL,
@@ -69,6 +74,16 @@ def dialogue_key(target_identity: str, modality: str, turns: tuple[str, ...], se
     of exactly these (and of the calls' own keys, which derive from them)."""
     payload = {"v": SCHEMA_VERSION, "target": target_identity, "modality": modality,
                "turns": list(turns), "seen": seen, "params": params.model_dump(exclude_none=True)}
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def answer_key(rollout_key: str, prompt: str, params: GenParams) -> str:
+    """Content address of an intent question's answer: the dialogue's rollout (which fixes the
+    target stack, what it was shown and its replies) and the question's prompt text. A cache-warm
+    run reads every answer with one bulk query instead of rebuilding each request."""
+    payload = {"v": SCHEMA_VERSION, "rollout": rollout_key, "prompt": prompt,
+               "params": params.model_dump(exclude_none=True)}
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
@@ -136,6 +151,23 @@ class Store:
                     data = {"replies": data}
                 replies = [Reply.model_validate(r) for r in data["replies"]]
                 out[key] = (replies, data["verdicts"] if data.get("detector") == detector else None)
+        return out
+
+    def put_answer(self, key: str, answer: str) -> None:
+        """Record an intent question's answer text under its `answer_key`."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO answers (key, answer, created) VALUES (?, ?, ?)",
+                             (key, answer, time.time()))
+
+    def get_answers(self, keys: list[str]) -> dict[str, str]:
+        """The stored answers among `keys` in one pass (chunks of 500 keys per query)."""
+        out: dict[str, str] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            with self._lock:
+                out.update(self._db.execute(
+                    f"SELECT key, answer FROM answers WHERE key IN ({marks})", chunk).fetchall())
         return out
 
     # ---------------------------------------------------------------- work queue (xdist)

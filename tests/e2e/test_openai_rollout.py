@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _data import row, write_dataset
 from _runs import load_report, run_mtmcs
 
 from pytest_mtmcs.testing import MockOpenAIServer
@@ -112,6 +114,37 @@ def test_second_run_makes_zero_calls(pytester: pytest.Pytester, dataset: Path) -
     report_second = load_report(pytester)
     assert report_second["summary"] == report_first["summary"]
     assert all(d["cached_calls"] == 3 and d["calls"] == 0 for d in report_second["dialogues"])
+
+
+def test_warm_run_reads_answers_in_bulk_and_reasks_a_reworded_question(
+        pytester: pytest.Pytester, tmp_path: Path) -> None:
+    """The store keeps whole dialogues and question answers apart from the per-call cache: with
+    the call cache emptied, a warm run still makes no call; a question whose wording changed
+    in the data is asked again, alone."""
+    data = write_dataset(tmp_path / "ds", {s: [row(i) for i in range(2)] for s in ("type_a", "type_b")})
+    with MockOpenAIServer(reply=lambda body: "B") as srv:
+        first = run_mtmcs(pytester, data, target=_spec(srv))
+        n_first = len(srv.calls)
+        db = sqlite3.connect(pytester.path / "store.sqlite")
+        with db:
+            db.execute("DELETE FROM calls")
+        db.close()
+        srv.reset()
+        second = run_mtmcs(pytester, data, target=_spec(srv))
+        assert srv.calls == []
+        first.assert_outcomes(**second.parseoutcomes())  # type: ignore[arg-type]
+        questions = {q["id"]: q for q in load_report(pytester)["questions"]}
+        assert len(questions) == 32 and all(q["cached"] for q in questions.values())
+        assert {q["parsed"] for q in questions.values() if q["kind"] == "mcq"} == {"B"}
+
+        reworded = row(1)
+        reworded["multimodal_mcq"][1]["question"] = "multimodal unsafe question, reworded"
+        write_dataset(data, {"type_a": [row(0), reworded], "type_b": [row(0), row(1)]})
+        third = run_mtmcs(pytester, data, target=_spec(srv))
+    asked = [_user_texts(c.body)[-1] for c in srv.calls]
+    assert len(asked) == 1 and "multimodal unsafe question, reworded" in asked[0]
+    assert n_first == 40 + 32
+    first.assert_outcomes(**third.parseoutcomes())  # type: ignore[arg-type]
 
 
 def test_unreachable_server_errors_items_with_url(pytester: pytest.Pytester, dataset: Path) -> None:
