@@ -369,7 +369,7 @@ class Engine:
             except (OSError, ValueError, KeyError):
                 continue  # an unreadable image: the rollout reports it on the item
         found = self.store.get_dialogues(list(keys), DETECTOR_VERSION)
-        asked: dict[str, tuple[_Job, str]] = {}
+        asked: dict[str, list[tuple[_Job, str]]] = {}  # two questions may share a prompt
         for key, (replies, verdicts) in found.items():
             job = keys[key]
             job.replies = replies
@@ -379,10 +379,11 @@ class Engine:
             texts = [r.text for r in replies]
             for q in job.case.questions:
                 if q.suffix in job.questions:
-                    asked[self._answer_key(job, q, texts, key)] = (job, q.suffix)
+                    akey = self._answer_key(job, q, texts, key)
+                    asked.setdefault(akey, []).append((job, q.suffix))
         for akey, answer in self.store.get_answers(list(asked)).items():
-            job, suffix = asked[akey]
-            job.stored_answers[suffix] = answer
+            for job, suffix in asked[akey]:
+                job.stored_answers[suffix] = answer
         for key in found:
             job = keys[key]
             if self.judge is None:  # otherwise a worker asks the judge (or its stored answer)
@@ -391,6 +392,7 @@ class Engine:
                 if job.started:  # every answer stored: settle the questions here
                     for q in job.case.questions:
                         if q.suffix in job.questions:
+                            self.progress.cached += 1
                             self._settle_answer(job, q, job.stored_answers[q.suffix], True)
                 self._finish_dialogue(job, found[key][0], [True] * len(found[key][0]),
                                       job.verdicts)
