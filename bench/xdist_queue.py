@@ -21,19 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
+import rollout_speed
 from synth import build
-
-
-def _server(latency: float, log: Path) -> tuple[subprocess.Popen[str], str]:
-    """The load server in its own process, logging every finished call to `log`."""
-    proc = subprocess.Popen([sys.executable, "-m", "pytest_mtmcs.testing.server", "--latency",
-                             str(latency), "--log", str(log)], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()
-    if not line.startswith("READY "):
-        proc.kill()
-        raise SystemExit(f"load server did not start: {line!r}")
-    return proc, line.split(" ", 1)[1]
 
 
 def _run(data: Path, url: str, log: Path, store: Path, concurrency: int, mode: str) -> tuple[float, int, int]:
@@ -60,7 +49,7 @@ def main() -> None:
         data = work / "data"
         build(data, args.rows, ROOT / "fixtures" / "mtmcs-sample", None)
         log = work / "calls.jsonl"
-        proc, url = _server(args.latency, log)
+        proc, url = rollout_speed.start_server(args.latency, log=log)
         try:
             rows = []
             for mode in ("-n0", "-n2"):
@@ -68,8 +57,7 @@ def main() -> None:
                                              args.concurrency, mode)
                 rows.append((mode, wall, calls, repeated))
         finally:
-            proc.terminate()
-            proc.wait(10)
+            rollout_speed.stop_server(proc)
     print(f"{args.rows} rows per split, latency {args.latency} s, concurrency {args.concurrency}")
     print("| mode | wall | calls answered | repeated calls |")
     print("| --- | --- | --- | --- |")

@@ -398,11 +398,9 @@ class Engine:
                                       job.verdicts)
         return len(found)
 
-    def _answer_key(self, job: _Job, q: Question, replies: list[str],
-                    rollout: str | None = None) -> str:
+    def _answer_key(self, job: _Job, q: Question, replies: list[str], rollout: str) -> str:
         """The store's key of a question's answer (see `store.answer_key`)."""
-        return answer_key(rollout or self.rollout_key(job), question_prompt(job.case, q, replies),
-                          self._question_params(q))
+        return answer_key(rollout, question_prompt(job.case, q, replies), self._question_params(q))
 
     def _question_params(self, q: Question) -> GenParams:
         return GenParams(temperature=self.params.temperature,
@@ -423,6 +421,7 @@ class Engine:
 
     async def _roll_job(self, job: _Job) -> None:
         case = job.case
+        rollout: str | None = None  # the dialogue's rollout key, computed once for all its keys
         if job.replies is None:
             replies: list[Reply] = []
             cached: list[bool] = []
@@ -441,7 +440,8 @@ class Engine:
                     replies.append(reply)
                     cached.append(was_cached)
                 verdicts = [detect_refusal(r.text) for r in replies]
-                self.store.put_dialogue(self.rollout_key(job), replies,
+                rollout = self.rollout_key(job)
+                self.store.put_dialogue(rollout, replies,
                                         [v.model_dump() for v in verdicts], DETECTOR_VERSION)
             except Exception as exc:  # TargetError, DataError, or a bug: surfaced on the item
                 self._fail(job, exc)
@@ -452,8 +452,10 @@ class Engine:
         elif not job.dialogue.done():  # stored or given replies, still to be judged
             await self._complete(job, [not job.given] * len(job.replies))
         texts = [r.text for r in job.replies]
+        if rollout is None and not job.given:
+            rollout = self.rollout_key(job)  # readable: the replies were rolled out or stored
         # A dialogue's questions are independent of one another: ask them together.
-        await asyncio.gather(*(self._ask(job, q, texts) for q in case.questions
+        await asyncio.gather(*(self._ask(job, q, texts, rollout) for q in case.questions
                                if q.suffix in job.questions))
 
     async def _complete(self, job: _Job, cached: list[bool]) -> None:
@@ -501,7 +503,10 @@ class Engine:
         ))
         self._count_done()
 
-    async def _ask(self, job: _Job, q: Question, replies: list[str]) -> None:
+    async def _ask(self, job: _Job, q: Question, replies: list[str], rollout: str | None) -> None:
+        """Ask one intent question (or take its stored or given answer); `rollout`: the
+        dialogue's rollout key, under which the answer is stored (None: replies given up
+        front, nothing is stored)."""
         case = job.case
         if job.answers is not None:
             text, was_cached = job.answers.get(q.suffix, ""), False
@@ -513,8 +518,8 @@ class Engine:
                 reply, was_cached = await self._call(
                     job, question_request(case, q, replies, use_caption=job.use_caption),
                     self._question_params(q))
-                if not job.given:
-                    self.store.put_answer(self._answer_key(job, q, replies), reply.text)
+                if rollout is not None:
+                    self.store.put_answer(self._answer_key(job, q, replies, rollout), reply.text)
             except Exception as exc:
                 _settle(job.questions[q.suffix], QuestionRecord(
                     **self._question_base(job, q), verdict="error", reason=str(exc)))

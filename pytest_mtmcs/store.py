@@ -57,14 +57,8 @@ CREATE TABLE IF NOT EXISTS owners (
 
 def call_key(target_identity: str, conversation: Conversation, params: GenParams) -> str:
     """Content address of one call."""
-    payload = {
-        "v": SCHEMA_VERSION,
-        "target": target_identity,
-        "messages": [m.key_view() for m in conversation],
-        "params": params.model_dump(exclude_none=True),
-    }
-    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    return _address({"target": target_identity, "messages": [m.key_view() for m in conversation],
+                     "params": params.model_dump(exclude_none=True)})
 
 
 def dialogue_key(target_identity: str, modality: str, turns: tuple[str, ...], seen: str,
@@ -72,19 +66,22 @@ def dialogue_key(target_identity: str, modality: str, turns: tuple[str, ...], se
     """Content address of a whole rollout: what the target is, what it is shown (the image's
     digest, or the caption standing in for it) and the user turns. The replies are a function
     of exactly these (and of the calls' own keys, which derive from them)."""
-    payload = {"v": SCHEMA_VERSION, "target": target_identity, "modality": modality,
-               "turns": list(turns), "seen": seen, "params": params.model_dump(exclude_none=True)}
-    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    return _address({"target": target_identity, "modality": modality, "turns": list(turns),
+                     "seen": seen, "params": params.model_dump(exclude_none=True)})
 
 
 def answer_key(rollout_key: str, prompt: str, params: GenParams) -> str:
     """Content address of an intent question's answer: the dialogue's rollout (which fixes the
     target stack, what it was shown and its replies) and the question's prompt text. A cache-warm
     run reads every answer with one bulk query instead of rebuilding each request."""
-    payload = {"v": SCHEMA_VERSION, "rollout": rollout_key, "prompt": prompt,
-               "params": params.model_dump(exclude_none=True)}
-    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return _address({"rollout": rollout_key, "prompt": prompt,
+                     "params": params.model_dump(exclude_none=True)})
+
+
+def _address(payload: dict[str, Any]) -> str:
+    """sha256 of the payload's canonical JSON, with the schema version in it."""
+    blob = json.dumps({"v": SCHEMA_VERSION, **payload}, sort_keys=True, ensure_ascii=False,
+                      separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
@@ -139,18 +136,12 @@ class Store:
         """The stored rollouts among `keys` in one pass (chunks of 500 keys per query): replies,
         and the verdicts when they were made by detector version `detector` (else None)."""
         out: dict[str, tuple[list[Reply], list[dict[str, Any]] | None]] = {}
-        for i in range(0, len(keys), 500):
-            chunk = keys[i:i + 500]
-            marks = ",".join("?" * len(chunk))
-            with self._lock:
-                rows = self._db.execute(
-                    f"SELECT key, replies FROM dialogues WHERE key IN ({marks})", chunk).fetchall()
-            for key, blob in rows:
-                data = json.loads(blob)
-                if isinstance(data, list):  # written before verdicts were stored
-                    data = {"replies": data}
-                replies = [Reply.model_validate(r) for r in data["replies"]]
-                out[key] = (replies, data["verdicts"] if data.get("detector") == detector else None)
+        for key, blob in self._rows_by_key("SELECT key, replies FROM dialogues", keys):
+            data = json.loads(blob)
+            if isinstance(data, list):  # written before verdicts were stored
+                data = {"replies": data}
+            replies = [Reply.model_validate(r) for r in data["replies"]]
+            out[key] = (replies, data["verdicts"] if data.get("detector") == detector else None)
         return out
 
     def put_answer(self, key: str, answer: str) -> None:
@@ -161,14 +152,18 @@ class Store:
 
     def get_answers(self, keys: list[str]) -> dict[str, str]:
         """The stored answers among `keys` in one pass (chunks of 500 keys per query)."""
-        out: dict[str, str] = {}
+        return dict(self._rows_by_key("SELECT key, answer FROM answers", keys))
+
+    def _rows_by_key(self, select: str, keys: list[str]) -> list[tuple[str, str]]:
+        """The rows of `select` (which reads one table) whose `key` is among `keys`, 500 keys
+        per query (sqlite bounds the parameters of one statement)."""
+        rows: list[tuple[str, str]] = []
         for i in range(0, len(keys), 500):
             chunk = keys[i:i + 500]
-            marks = ",".join("?" * len(chunk))
             with self._lock:
-                out.update(self._db.execute(
-                    f"SELECT key, answer FROM answers WHERE key IN ({marks})", chunk).fetchall())
-        return out
+                rows += self._db.execute(
+                    f"{select} WHERE key IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+        return rows
 
     # ---------------------------------------------------------------- work queue (xdist)
     # Each method is one statement, so each is atomic across processes (see workqueue.py).
