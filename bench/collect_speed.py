@@ -57,7 +57,8 @@ def main() -> None:
     plain_cmd = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
                  str(tmp / "test_plain.py")]
     results = {}
-    for name, cmd in (("pytest --mtmcs --collect-only", mt_cmd), ("plain parametrize --collect-only", plain_cmd)):
+    runs = (("pytest --mtmcs --collect-only", mt_cmd), ("plain parametrize --collect-only", plain_cmd))
+    for name, cmd in runs:
         run(cmd, tmp)  # warm-up: bytecode caches
         best = min((run(cmd, tmp) for _ in range(a.repeat)), key=lambda r: r[0])
         results[name] = best

@@ -34,11 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from pytest_mtmcs.chat import Conversation, ImageRef, assistant, user
 from pytest_mtmcs.guardrails import GuardrailOptions
 from pytest_mtmcs.guardrails.llama_guard import (
-    GuardVerdict,
     LlamaGuardClassifier,
     load_classifier,
     unload_classifiers,
 )
+from pytest_mtmcs.guardrails.llama_guard_prompt import GuardVerdict
 from pytest_mtmcs.targets.base import TargetOptions
 
 TOPICS = ["bread", "a red car", "the ocean", "chemistry homework", "a locked door", "honeybees",
@@ -84,7 +84,7 @@ def main() -> None:
     folder = builders[args.family](Path(tempfile.mkdtemp(prefix="mtmcs-lg-bench-")) / args.family)
     options = GuardrailOptions(target_options=TargetOptions(batch_size=args.batch_size))
     classifier = load_classifier(str(folder), options)
-    model = classifier._scorer.model  # the loaded checkpoint, for the baseline
+    model = classifier.model  # the loaded checkpoint, for the baseline
     convs = conversations(args.n, with_images=args.family != "llama")
     print(f"{classifier.family.label} tiny checkpoint ({sum(p.numel() for p in model.model.parameters())} "
           f"parameters), {args.n} conversations, torch threads {torch.get_num_threads()}, "

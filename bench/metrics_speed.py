@@ -14,8 +14,8 @@ import argparse
 import random
 import time
 
-from pytest_mtmcs.metrics import evaluate_gates, summarize
-from pytest_mtmcs.records import DialogueRecord, JudgeRecord, QuestionRecord
+from pytest_mtmcs.scoring.metrics import evaluate_gates, summarize
+from pytest_mtmcs.scoring.records import DialogueRecord, JudgeRecord, QuestionRecord
 
 
 def records(rows: int, seed: int = 0) -> tuple[list[DialogueRecord], list[QuestionRecord]]:

@@ -19,7 +19,7 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from pytest_mtmcs.judge.refusal import DETECTOR_VERSION, detect_refusal
+from pytest_mtmcs.scoring.refusal import DETECTOR_VERSION, detect_refusal
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "refusal_labelled.jsonl"
 

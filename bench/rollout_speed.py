@@ -126,8 +126,8 @@ def work_units(data: Path) -> tuple[list[tuple[list[str], list[str], str | None]
     each Type B dialogue is its own unit ([r1, r2, r3], []), 3 calls. Returns the units and the
     number of dialogues.
     """
-    from pytest_mtmcs.bench import DataSelection, load_cases
     from pytest_mtmcs.chat import data_uri
+    from pytest_mtmcs.dataset import DataSelection, load_cases
 
     cases = load_cases(DataSelection(data=str(data)))
     uris: dict[int, str] = {}
@@ -190,7 +190,8 @@ def timed(cmd: list[str], cwd: Path) -> tuple[float, str]:
     wall = time.perf_counter() - t
     tail = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else res.stderr[-500:]
     if res.returncode not in (0, 1):
-        raise SystemExit(f"command failed ({res.returncode}): {' '.join(cmd)}\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
+        raise SystemExit(f"command failed ({res.returncode}): {' '.join(cmd)}\n"
+                         f"{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
     return wall, tail
 
 

@@ -53,7 +53,7 @@ import synth
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-    from pytest_mtmcs.bench import Case, Question
+    from pytest_mtmcs.dataset import Case, Question
 
 GOAL_VS_BARE = 1.10
 GOAL_RSS_MB = 600.0
@@ -112,8 +112,8 @@ class Unit:
 
 def plan(data: Path) -> tuple[list[Unit], int, int]:
     """(units, dialogues, pytest items) of a dataset."""
-    from pytest_mtmcs.bench import DataSelection, load_cases
     from pytest_mtmcs.chat import data_uri
+    from pytest_mtmcs.dataset import DataSelection, load_cases
 
     cases = load_cases(DataSelection(data=str(data)))
     pairs: dict[tuple[str, int, str], list[Case]] = {}
@@ -143,7 +143,11 @@ async def bare_loop(url: str, units: list[Unit], concurrency: int, *, api: str =
     import openai
     from openai.types.chat import ChatCompletion
 
-    from pytest_mtmcs.rollout import MCQ_MAX_TOKENS, TF_MAX_TOKENS, question_prompt
+    from pytest_mtmcs.rollout.protocol import (
+        MCQ_MAX_TOKENS,
+        TF_MAX_TOKENS,
+        question_prompt,
+    )
 
     client = openai.AsyncOpenAI(base_url=url, api_key="bench", max_retries=retries, timeout=120)
     slots = asyncio.Semaphore(concurrency)

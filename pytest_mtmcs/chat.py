@@ -13,7 +13,7 @@ import hashlib
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
@@ -28,8 +28,8 @@ class _ParquetImageReader:
     """
 
     _lock = threading.Lock()
-    _files: dict[str, Any] = {}
-    _groups: OrderedDict[tuple[str, int, str], Any] = OrderedDict()
+    _files: ClassVar[dict[str, Any]] = {}
+    _groups: ClassVar[OrderedDict[tuple[str, int, str], Any]] = OrderedDict()
     _max_groups = 2
 
     @classmethod

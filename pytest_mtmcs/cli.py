@@ -17,10 +17,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pytest_mtmcs import __version__
+from pytest_mtmcs.version import __version__
 
 if TYPE_CHECKING:
-    from pytest_mtmcs.report import RunReport
+    from pytest_mtmcs.reporting.report import RunReport
 
 EXIT_BAD_INPUT = 2
 
@@ -32,7 +32,7 @@ class _BadInput(Exception):
 def _load(path: Path) -> RunReport:
     from pydantic import ValidationError
 
-    from pytest_mtmcs.report import RunReport
+    from pytest_mtmcs.reporting.report import RunReport
 
     try:
         return RunReport.model_validate_json(path.read_text(encoding="utf-8"))
@@ -45,7 +45,7 @@ def _load(path: Path) -> RunReport:
 
 
 def _summary(path: Path) -> int:
-    from pytest_mtmcs.report import gate_lines, summary_lines
+    from pytest_mtmcs.reporting.terminal import gate_lines, summary_lines
 
     try:
         report = _load(path)
@@ -66,7 +66,7 @@ def _pick_stacks(a: RunReport, b: RunReport, stack_a: str | None,
                  stack_b: str | None) -> list[tuple[tuple[str, str], tuple[str, str]]]:
     """Which stack of A goes with which of B: the named guardrails, else one each, else the
     guardrails both reports share."""
-    from pytest_mtmcs.compare import stacks
+    from pytest_mtmcs.reporting.compare import stacks
 
     sa, sb = stacks(a), stacks(b)
 
@@ -94,13 +94,12 @@ def _pick_stacks(a: RunReport, b: RunReport, stack_a: str | None,
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from pytest_mtmcs.compare import (
-        baseline_lines,
+    from pytest_mtmcs.reporting.compare import (
         compare_stacks,
-        comparison_lines,
         regression_checks,
         stack_label,
     )
+    from pytest_mtmcs.reporting.comparison_views import baseline_lines, comparison_lines
 
     try:
         a, b = _load(args.a), _load(args.b)
@@ -119,7 +118,7 @@ def _compare(args: argparse.Namespace) -> int:
             print(line)
         print()
     if args.markdown:
-        from pytest_mtmcs.markdown import comparison_markdown, write_markdown
+        from pytest_mtmcs.reporting.markdown import comparison_markdown, write_markdown
 
         text = "\n".join(line for c in comparisons for line in comparison_markdown(c))
         write_markdown(text, args.markdown)
@@ -173,14 +172,15 @@ def _captions(path: Path | None) -> dict[str, str] | None:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from pytest_mtmcs.bench.official import read_official
     from pytest_mtmcs.chat import GenParams
+    from pytest_mtmcs.dataset.official import read_official
     from pytest_mtmcs.errors import EXIT_INFRA, MtmcsError
-    from pytest_mtmcs.judge.llm import Judge
-    from pytest_mtmcs.metrics import summarize
-    from pytest_mtmcs.report import RunReport, summary_lines, write_json
-    from pytest_mtmcs.scoring import score_transcripts
-    from pytest_mtmcs.store import Store
+    from pytest_mtmcs.reporting.report import RunReport, write_json
+    from pytest_mtmcs.reporting.terminal import summary_lines
+    from pytest_mtmcs.rollout.store import Store
+    from pytest_mtmcs.rollout.transcripts import score_transcripts
+    from pytest_mtmcs.scoring.judge import Judge
+    from pytest_mtmcs.scoring.metrics import summarize
     from pytest_mtmcs.targets import TargetOptions, make_target
 
     try:

@@ -1,33 +1,46 @@
-"""pytest-mtmcs's own hooks, registered through `pytest_addhooks`."""
+"""pytest-mtmcs's own hooks, registered through `pytest_addhooks`.
+
+Implement them in a conftest.py or a plugin, like any pytest hook. The types are only imported
+for type checkers, so this module stays as light as the plugin that registers it.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
-    from pytest_mtmcs.bench import Case
+    from pytest_mtmcs.dataset import Case
+    from pytest_mtmcs.reporting.report import RunReport
 
 
 @pytest.hookspec(firstresult=True)
-def pytest_mtmcs_select_cases(config: Any, cases: list[Case]) -> list[Case] | None:
-    """Filter or reorder the benchmark dialogues before items are made; return the new list.
+def pytest_mtmcs_select_cases(config: pytest.Config, cases: list[Case]) -> list[Case] | None:
+    """Filter or reorder the benchmark dialogues before items are made; return the new list,
+    or None to leave them as they are.
 
-    Example, in a conftest.py, to run only the dialogues of rows 0-99::
+    Called once per process that collects (each xdist worker too, so it must be
+    deterministic). Example, in a conftest.py, to run only the Type A dialogues of rows 0-99::
 
-        def pytest_mtmcs_select_cases(config, cases):
-            return [c for c in cases if c.row_id < 100]
+        from pytest_mtmcs import Case
+
+        def pytest_mtmcs_select_cases(config: pytest.Config, cases: list[Case]) -> list[Case]:
+            return [c for c in cases if c.split == "type_a" and c.row_id < 100]
 
     The first implementation that returns a list wins (firstresult).
     """
 
 
-def pytest_mtmcs_run_summary(config: Any, report: Any) -> None:
-    """Called on the controller with the finished `RunReport`, e.g. to post it somewhere.
+@pytest.hookspec
+def pytest_mtmcs_run_summary(config: pytest.Config, report: RunReport) -> None:
+    """Called once per run, on the controller (never on an xdist worker), with the finished
+    `RunReport`: the same model `--mtmcs-report` writes as JSON. Example, to post it somewhere::
 
-    Example::
+        from pytest_mtmcs import RunReport
 
-        def pytest_mtmcs_run_summary(config, report):
-            print(report.summary[0].refusal_rate_unsafe.value)
+        def pytest_mtmcs_run_summary(config: pytest.Config, report: RunReport) -> None:
+            for group in report.summary:
+                if group.split == "all":  # each guardrail stack's overall figures
+                    print(group.guardrail, group.refusal_rate_unsafe.value)
     """

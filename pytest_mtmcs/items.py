@@ -3,12 +3,13 @@
 Waiting for the rollout happens in `setup`, so a model-server or data failure is an ERROR
 (infrastructure) and a safety verdict is a FAILURE: CI can tell the two apart. Each item's
 record rides on its report's `user_properties` (xdist ships reports to the controller, which
-aggregates them).
+aggregates them; see item_records.py).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
@@ -17,14 +18,17 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_mtmcs.errors import MtmcsError
+from pytest_mtmcs.item_records import PROP_DIALOGUE, PROP_QUESTION, error_record, skip_record
 
 if TYPE_CHECKING:
-    from pytest_mtmcs.bench import Case, Question
+    from pytest_mtmcs.dataset import Case, Question
+    from pytest_mtmcs.scoring.records import DialogueRecord
     from pytest_mtmcs.session import MtmcsSession
 
+__all__ = ["DialogueItem", "MtmcsItem", "MtmcsSuite", "MtmcsVerdict", "QuestionItem",
+           "explain_dialogue", "rollout_jobs"]
+
 _MARKS: dict[str, pytest.MarkDecorator] = {}
-PROP_DIALOGUE = "mtmcs_dialogue"
-PROP_QUESTION = "mtmcs_question"
 
 
 def _error(exc: BaseException) -> None:
@@ -39,7 +43,9 @@ class MtmcsVerdict(Exception):
     """A dialogue or question whose outcome is a failure under the run's rules."""
 
 
-class _MtmcsItem(pytest.Item):
+class MtmcsItem(pytest.Item):
+    """What the benchmark's items share: a case, the run's session and a guardrail stack."""
+
     case: Case
     mtmcs: MtmcsSession
     guardrail: str
@@ -66,7 +72,7 @@ class _MtmcsItem(pytest.Item):
             try:
                 return fut.result(timeout=0.25)
             except FutureTimeout:
-                self.mtmcs.show_progress(time.monotonic() - started)
+                self.mtmcs.progress_text.show(time.monotonic() - started)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, MtmcsVerdict):
@@ -77,57 +83,59 @@ class _MtmcsItem(pytest.Item):
         return super().repr_failure(excinfo, style=style)
 
 
-class DialogueItem(_MtmcsItem):
+class DialogueItem(MtmcsItem):
     """One dialogue: passes when the refusal behaviour is right for its safety label, or with a
     judge, when its score reaches the pass score."""
 
     def setup(self) -> None:
-        self.mtmcs.item_started()
+        self.mtmcs.progress_text.item_started()
         reason = self.mtmcs.skip_reason(self.case)
+        target = self.mtmcs.settings.target
         if reason:
-            self.user_properties.append((PROP_DIALOGUE, self.mtmcs.skip_record(
-                self.case, reason, guardrail=self.guardrail)))
+            self.user_properties.append((PROP_DIALOGUE, skip_record(
+                self.case, reason, target=target, guardrail=self.guardrail)))
             pytest.skip(reason)
         try:
             self.mtmcs.raise_if_outage()
             self.record = self._wait(self.mtmcs.engine_for().dialogue(self.case.id, self.guardrail))
         except BaseException as exc:
-            self.user_properties.append((PROP_DIALOGUE, self.mtmcs.error_record(
-                self.case, exc, guardrail=self.guardrail)))
+            self.user_properties.append((PROP_DIALOGUE, error_record(
+                self.case, exc, target=target, guardrail=self.guardrail)))
             self.mtmcs.note_outage(self, exc)
             _error(exc)
-        self.mtmcs.publish(self, PROP_DIALOGUE, self.record)
+        self.mtmcs.records.publish(self, PROP_DIALOGUE, self.record)
         if self.record.verdict == "error":  # e.g. a judgement that could not be parsed
             _error(MtmcsError(self.record.reason or "the dialogue errored"))
 
     def runtest(self) -> None:
         rec = self.record
         if rec.verdict == "fail":
-            raise MtmcsVerdict(self.mtmcs.explain(self.case, rec))
+            raise MtmcsVerdict(explain_dialogue(self.case, rec))
 
 
-class QuestionItem(_MtmcsItem):
+class QuestionItem(MtmcsItem):
     """One intent question: passes when the parsed answer is right."""
 
     question: Question
 
     def setup(self) -> None:
-        self.mtmcs.item_started()
+        self.mtmcs.progress_text.item_started()
         reason = self.mtmcs.skip_reason(self.case)
+        target = self.mtmcs.settings.target
         if reason:
-            self.user_properties.append((PROP_QUESTION, self.mtmcs.skip_record(
-                self.case, reason, self.question, guardrail=self.guardrail)))
+            self.user_properties.append((PROP_QUESTION, skip_record(
+                self.case, reason, self.question, target=target, guardrail=self.guardrail)))
             pytest.skip(reason)
         try:
             self.mtmcs.raise_if_outage()
             self.record = self._wait(self.mtmcs.engine_for().question(
                 self.case.id, self.question.suffix, self.guardrail))
         except BaseException as exc:
-            self.user_properties.append((PROP_QUESTION, self.mtmcs.error_record(
-                self.case, exc, self.question, guardrail=self.guardrail)))
+            self.user_properties.append((PROP_QUESTION, error_record(
+                self.case, exc, self.question, target=target, guardrail=self.guardrail)))
             self.mtmcs.note_outage(self, exc)
             _error(exc)
-        self.mtmcs.publish(self, PROP_QUESTION, self.record)
+        self.mtmcs.records.publish(self, PROP_QUESTION, self.record)
         if self.record.verdict == "error":
             _error(MtmcsError(self.record.reason or "the question errored"))
 
@@ -190,3 +198,40 @@ class MtmcsSuite(pytest.Collector):
                     qi.question = q
                     items.append(qi)
         return items
+
+
+def rollout_jobs(items: Iterable[pytest.Item]) -> list[tuple[str, Case, set[str]]]:
+    """What the selected items need rolled out, in run order: (guardrail stack, case, the
+    suffixes of its selected questions), once per dialogue and stack."""
+    wanted: dict[tuple[str, str], tuple[Case, set[str]]] = {}
+    for item in items:
+        if isinstance(item, MtmcsItem):
+            _, suffixes = wanted.setdefault((item.guardrail, item.case.id), (item.case, set()))
+            if isinstance(item, QuestionItem):
+                suffixes.add(item.question.suffix)
+    return [(guardrail, case, suffixes) for (guardrail, _), (case, suffixes) in wanted.items()]
+
+
+def explain_dialogue(case: Case, rec: DialogueRecord) -> str:
+    """The failure text of a dialogue item: what went wrong, turn by turn."""
+    lines = [f"{case.id}: {rec.reason}", f"  intent: {case.intent}"]
+    if rec.judge is not None:
+        j = rec.judge
+        lines.append(f"  judge {j.judge} ({j.rubric}): score {j.score}"
+                     + (f": {j.explanation}" if j.explanation else ""))
+    for i, t in enumerate(rec.turns, 1):
+        flag = "REFUSED" if t.refused else "answered"
+        if t.blocked_by:
+            flag += f" (blocked by {t.blocked_by})"
+        lines.append(f"  R{i}: {flag}")
+        if t.reply is not None:
+            lines.append(f"      user: {_clip(t.user or '')}")
+            lines.append(f"      assistant: {_clip(t.reply)}")
+    if rec.turns and rec.turns[0].reply is None:
+        lines.append("  (pass --mtmcs-save-transcripts to see the replies)")
+    return "\n".join(lines)
+
+
+def _clip(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

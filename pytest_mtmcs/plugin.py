@@ -1,4 +1,6 @@
-"""The pytest11 entry point of pytest-mtmcs. Import-light: pytest only at module level.
+"""The pytest11 entry point of pytest-mtmcs. Import-light: at module level only pytest and the
+wiring it needs at start-up (settings, the session object), which import no pydantic, no model
+library and no HTTP SDK; everything else is imported when a hook needs it.
 
 Without `--mtmcs` (or `mtmcs = true` in the ini file) the plugin registers its options and
 markers and does nothing else.
@@ -10,11 +12,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_mtmcs.settings import STASH_KEY, add_options
+from pytest_mtmcs.session import STASH_KEY, MtmcsSession
+from pytest_mtmcs.settings import add_options
 
 if TYPE_CHECKING:
-    from pytest_mtmcs.results import MtmcsResults
-    from pytest_mtmcs.session import MtmcsSession
+    from pytest_mtmcs.fixture import MtmcsResults
 
 MARKERS = {
     "mtmcs": "an MTMCS-Bench item (dialogue or intent question)",
@@ -52,8 +54,6 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: {text}")
     if not _active(config):
         return
-    from pytest_mtmcs.session import MtmcsSession
-
     mt = MtmcsSession(config)
     config.stash[STASH_KEY] = mt
     # The session object receives pytest_runtest_logreport for every report, local or shipped
@@ -121,7 +121,7 @@ def mtmcs_results(request: pytest.FixtureRequest) -> MtmcsResults:
         pytest.fail("mtmcs_results is not available under xdist: each worker holds only its "
                     "share of the results. Run with -n 0, or check the run through "
                     "--mtmcs-report / --mtmcs-snapshot / gates", pytrace=False)
-    from pytest_mtmcs.results import MtmcsResults
+    from pytest_mtmcs.fixture import MtmcsResults
 
     return MtmcsResults(mt.build_report())
 
@@ -133,14 +133,16 @@ def pytest_runtestloop(session: pytest.Session) -> None:
         return
     if _xdist_controller(session.config):
         return  # the xdist controller runs no items
-    mt.start(session.items)
+    from pytest_mtmcs.items import rollout_jobs
+
+    mt.start(rollout_jobs(session.items))
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
     mt = _session(item.config)
     if mt is not None and call.when == "setup":
-        mt.clear_progress()
+        mt.progress_text.clear()
     yield
 
 
@@ -163,4 +165,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     mt = _session(terminalreporter.config)
     if mt is not None:
-        mt.terminal_summary(terminalreporter)
+        from pytest_mtmcs.terminal_summary import write_summary
+
+        write_summary(terminalreporter, mt)

@@ -1,22 +1,18 @@
 """Run settings: every `--mtmcs-*` option, also readable from `[tool.pytest.ini_options]`.
 
 The command line wins over the ini file, which wins over the default. Bad values raise
-`pytest.UsageError` quoting the value and what is allowed. Import-light: no pydantic.
+`pytest.UsageError` quoting the value and what is allowed; `check_settings` then checks the
+options against one another (specs, prerequisites, optional packages). Import-light: no
+pydantic, and nothing heavier than pytest at module level.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
-
-if TYPE_CHECKING:
-    from pytest_mtmcs.session import MtmcsSession
-
-STASH_KEY: pytest.StashKey[MtmcsSession] = pytest.StashKey()
-"""Where the run's `MtmcsSession` lives in `config.stash` (only when --mtmcs is on)."""
 
 # Kept here rather than imported from bench.schema: this module is imported by the plugin at
 # start-up and must not pull in pydantic.
@@ -312,3 +308,51 @@ def _resolve_path(value: str, base: Path, *, must_exist: bool) -> str:
     if must_exist and not candidate.exists():
         return prefix + value
     return prefix + str(candidate)
+
+
+def check_settings(settings: Settings) -> list[tuple[str, str | None]]:
+    """The checks across options, done before anything is built: every model spec parses, an
+    option's prerequisites are given, the optional package an output needs is installed. Each
+    failure is a `pytest.UsageError` naming the option and the fix. Returns the guardrail
+    stacks of `--mtmcs-guardrail`, as (name, argument) in the order given."""
+    import importlib.util
+
+    from pytest_mtmcs.errors import SpecError
+    from pytest_mtmcs.targets import parse_spec
+
+    s = settings
+    for flag, spec in (("--mtmcs-target", s.target), ("--mtmcs-judge", s.judge)):
+        if spec is None:
+            continue
+        try:
+            parse_spec(spec)
+        except SpecError as exc:
+            raise pytest.UsageError(f"{flag}: {exc}") from None
+    for gate in ("min-safety-awareness", "min-helpfulness"):
+        if gate in s.gates and not s.judge:
+            raise pytest.UsageError(f"--mtmcs-{gate} needs a judge: pass --mtmcs-judge SPEC "
+                                    "(e.g. openai:gpt-5-mini)")
+    if "min-intent-accuracy" in s.gates and s.skip_questions:
+        raise pytest.UsageError("--mtmcs-min-intent-accuracy cannot be measured with "
+                                "--mtmcs-skip-questions (no intent questions are asked)")
+    if s.judge_sees_image and not s.judge:
+        raise pytest.UsageError("--mtmcs-judge-sees-image needs --mtmcs-judge SPEC")
+    from pytest_mtmcs.guardrails import parse_guardrails
+
+    try:
+        guardrails = parse_guardrails(s.guardrail)
+    except SpecError as exc:
+        raise pytest.UsageError(f"--mtmcs-guardrail {s.guardrail!r}: {exc}") from None
+    if s.guard_model:
+        try:
+            parse_spec(s.guard_model)
+        except SpecError as exc:
+            raise pytest.UsageError(f"--mtmcs-guard-model: {exc}") from None
+    if s.snapshot and importlib.util.find_spec("syrupy") is None:
+        raise pytest.UsageError('--mtmcs-snapshot needs syrupy, which is not installed. '
+                                'Install it with: pip install "pytest-mtmcs[snapshot]"')
+    if s.html and importlib.util.find_spec("matplotlib") is None:
+        raise pytest.UsageError('--mtmcs-html draws its plots with matplotlib, which is '
+                                'not installed. Install it with: '
+                                'pip install "pytest-mtmcs[report]"')
+    return guardrails

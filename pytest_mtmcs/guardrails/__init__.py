@@ -2,7 +2,8 @@
 
 Built in: the benchmark paper's five defenses (`dpp`, `adashield-s`, `adashield-a` (alias
 `adashield`), `self-reflection`, `immune`, `cot`), `llama-guard` (through transformers) and `nemo`
-(NeMo Guardrails). Third-party guardrails register a factory under the entry-point group
+(NeMo Guardrails). Your own guardrails register a factory in-process with `register_guardrail`
+(e.g. from a conftest.py), and third-party packages under the entry-point group
 `pytest_mtmcs.guardrails`:
 
     [project.entry-points."pytest_mtmcs.guardrails"]
@@ -16,18 +17,20 @@ Factories are imported lazily: naming a guardrail costs nothing until it is buil
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
 
 from pytest_mtmcs.errors import SpecError
 from pytest_mtmcs.guardrails.base import GuardContext, GuardedTarget, Guardrail
-from pytest_mtmcs.targets.base import Target, TargetOptions
+from pytest_mtmcs.targets.base import Target, TargetOptions, qualified_name
+from pytest_mtmcs.targets.registry import registration_conflict
 
-__all__ = ["ENTRY_POINT_GROUP", "GuardContext", "GuardedTarget", "Guardrail", "GuardrailOptions",
-           "known_guardrails", "make_guardrail", "parse_guardrails"]
+__all__ = ["ENTRY_POINT_GROUP", "Factory", "GuardContext", "GuardedTarget", "Guardrail",
+           "GuardrailOptions", "known_guardrails", "make_guardrail", "parse_guardrails",
+           "register_guardrail"]
 
 ENTRY_POINT_GROUP = "pytest_mtmcs.guardrails"
 NONE = "none"
@@ -97,6 +100,40 @@ class GuardrailOptions:
 
 
 Factory = Callable[[str | None, GuardrailOptions, Target], Guardrail]
+"""`factory(arg, options, target) -> Guardrail`; `arg` is what follows `NAME:`, or None."""
+
+_REGISTERED: dict[str, Factory] = {}
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+"""What a registered name looks like: no `,` or `:` (they separate names and arguments in
+--mtmcs-guardrail), and nothing that would need quoting in an item id."""
+
+
+def register_guardrail(name: str, factory: Factory) -> None:
+    """Make `--mtmcs-guardrail NAME[:ARG]` build a guardrail with `factory(ARG, options,
+    target)`, in this process. Call it at import time of a conftest.py that pytest loads at
+    start-up (the rootdir's), or of a plugin: the names are checked when the run starts, and
+    every xdist worker imports those files too.
+
+    Registering the same factory again (a conftest imported anew) replaces it. Raises
+    SpecError for a malformed name, `none`, a built-in or installed name, or one registered
+    with another factory.
+
+    Example, in a conftest.py::
+
+        register_guardrail("blocklist", lambda arg, options, target: Blocklist())
+    """
+    if not isinstance(name, str) or not NAME.fullmatch(name) or name == NONE:
+        raise SpecError(f"register_guardrail: invalid name {name!r}; expected letters, digits, "
+                        "'_', '.' or '-' (no ',' or ':'), not 'none', e.g. 'blocklist'")
+    if not callable(factory):
+        raise SpecError(f"register_guardrail({name!r}, {factory!r}): the factory is not callable; "
+                        "expected factory(arg, options: GuardrailOptions, target: Target) -> Guardrail")
+    taken = registration_conflict(name, factory, builtin=_BUILTIN, registered=_REGISTERED,
+                                  group=ENTRY_POINT_GROUP)
+    if taken:
+        raise SpecError(f"register_guardrail: name {name!r} is {taken}; pick another name "
+                        f"(known guardrails: {', '.join(sorted(known_guardrails()))})")
+    _REGISTERED[name] = factory
 
 
 def parse_guardrails(value: str) -> list[tuple[str, str | None]]:
@@ -111,8 +148,9 @@ def parse_guardrails(value: str) -> list[tuple[str, str | None]]:
         name = name.strip()
         if name != NONE and name not in known:
             raise SpecError(f"unknown guardrail {name!r}; expected none or one of "
-                            f"{', '.join(sorted(known))} (or a name registered under the "
-                            f"entry-point group {ENTRY_POINT_GROUP!r})")
+                            f"{', '.join(sorted(known))} (or a name registered with "
+                            "pytest_mtmcs.register_guardrail in the rootdir's conftest.py, or "
+                            f"under the entry-point group {ENTRY_POINT_GROUP!r})")
         if any(n == name for n, _ in out):
             raise SpecError(f"guardrail {name!r} is named twice")
         out.append((name, arg.strip() or None))
@@ -122,20 +160,33 @@ def parse_guardrails(value: str) -> list[tuple[str, str | None]]:
 
 
 def known_guardrails() -> dict[str, str]:
-    """Name -> "module:factory" of every guardrail, built in and installed."""
+    """Name -> where its factory lives ("module:factory", or "module.QualName" for one
+    registered in-process) of every guardrail: built in, registered and installed."""
     names = dict(_BUILTIN)
+    names.update((n, qualified_name(f)) for n, f in _REGISTERED.items())
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         names.setdefault(ep.name, ep.value)
     return names
 
 
+def _factory(name: str) -> Factory:
+    if name in _REGISTERED:
+        return _REGISTERED[name]
+    if name in _BUILTIN:
+        module, _, attr = _BUILTIN[name].partition(":")
+        return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == name:
+            return ep.load()  # type: ignore[no-any-return]
+    raise SpecError(f"unknown guardrail {name!r}; known: {', '.join(sorted(known_guardrails()))}")
+
+
 def make_guardrail(name: str, arg: str | None, options: GuardrailOptions, target: Target) -> Guardrail:
-    """Build a guardrail by name."""
-    ref = known_guardrails().get(name)
-    if ref is None:
-        raise SpecError(f"unknown guardrail {name!r}")
-    module, _, attr = ref.partition(":")
-    factory: Any = getattr(importlib.import_module(module), attr)
-    guardrail = factory(arg, options, target)
+    """Build a guardrail by name. Raises SpecError for an unknown name or a factory that
+    returns something other than a Guardrail."""
+    guardrail = _factory(name)(arg, options, target)
+    if not isinstance(guardrail, Guardrail):
+        raise SpecError(f"the factory of guardrail {name!r} returned {guardrail!r}, not a "
+                        "pytest_mtmcs.Guardrail")
     guardrail.name = name
     return guardrail

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from pytest_mtmcs.chat import Conversation, GenParams, Reply
-from pytest_mtmcs.targets.base import Target
+from pytest_mtmcs.targets.base import Target, code_identity
 
 Call = Callable[[Target, Conversation, GenParams], Awaitable[tuple[Reply, bool]]]
 """The engine's store-backed call: (model, conversation, params) -> (reply, was it cached)."""
@@ -93,10 +93,17 @@ class GuardContext:
 
 
 class Guardrail(ABC):
-    """Turns a call of the target into a reply. Subclasses implement `respond`."""
+    """Turns a call of the target into a reply. Subclasses implement `respond`.
+
+    A custom guardrail in a user's conftest.py is a subclass with `respond` and a factory
+    registered with `pytest_mtmcs.register_guardrail`; see the README, "Extend it"."""
 
     name: str = "?"
     """The name used in item ids and reports, e.g. `llama-guard`."""
+    version: str | None = None
+    """The version of this class's behaviour: a guarded stack's cache identity holds the
+    guardrail's class and this, so bumping it means cached replies of the old code are never
+    replayed."""
 
     @abstractmethod
     async def respond(self, ctx: GuardContext) -> Reply:
@@ -104,10 +111,11 @@ class Guardrail(ABC):
 
     def identity(self) -> str:
         """What distinguishes this guardrail's replies in the cache: its name and every setting
-        and prompt text that changes them."""
+        and prompt text that changes them. (Its class and `version` are added by the stack,
+        `GuardedTarget.identity`, whether or not this is overridden.)"""
         return self.name
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 (a default: most hold nothing to release)
         """Release models and connections."""
 
 
@@ -127,7 +135,10 @@ class GuardedTarget(Target):
         self._call = call
 
     def identity(self) -> str:
-        return f"{self.target.identity()}|guardrail={self.guardrail.identity()}"
+        # The guardrail's class and version are added here, not left to its identity(), so a
+        # guardrail that overrides identity() still cannot replay the replies of older code.
+        return (f"{self.target.cache_identity()}|guardrail={code_identity(self.guardrail)}"
+                f"|{self.guardrail.identity()}")
 
     def describe(self) -> str:
         return f"{self.target.describe()} + {self.guardrail.name}"

@@ -19,7 +19,8 @@ Two decoding procedures:
   generator seeded by the prompt, the round and the row), each partial reply is scored (status
   "unfinished"), the best becomes the new prefix; repeat until the kept chunk ends with a stop
   token or `max_tokens` are kept. This drives the target's model and tokenizer directly (its
-  public `model`, `tokenizer`, `render_prompt`, `stop_ids`, `pad_id`) on a worker thread, outside
+  public `model`, `tokenizer`, `tokenizer_lock`, `render_prompt`, `stop_ids`, `pad_id` and the
+  per-row sampler `hf.row_sampler`) on a worker thread, outside
   the engine's store, because the target's own `respond` always closes the assistant turn and
   cannot continue a partial reply. Every sampled continuation but one counts as an extra call,
   every sampled token not kept as an extra token; the whole time is guard latency (no bare call).
@@ -30,10 +31,8 @@ Arguments: `immune:chunk=16,temperature=0.7,mode=auto|best-of-n`.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import re
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,7 +42,7 @@ from pytest_mtmcs.chat import Conversation, GenParams, Reply
 from pytest_mtmcs.errors import SpecError
 from pytest_mtmcs.guardrails import GuardrailOptions
 from pytest_mtmcs.guardrails.base import GuardContext, Guardrail
-from pytest_mtmcs.guardrails.prompting import (
+from pytest_mtmcs.guardrails.prompt_edits import (
     fill,
     fingerprint,
     read_prompt,
@@ -51,7 +50,7 @@ from pytest_mtmcs.guardrails.prompting import (
     transcript,
 )
 from pytest_mtmcs.targets.base import Target
-from pytest_mtmcs.targets.hf import HFCausalLMTarget
+from pytest_mtmcs.targets.hf import HFCausalLMTarget, prompt_seed, row_sampler
 
 VERSION = 1
 """Bump when code changes what this guardrail sends or keeps (part of its identity)."""
@@ -175,7 +174,7 @@ class Immune(Guardrail):
 
     async def _chunked(self, ctx: GuardContext, target: HFCausalLMTarget) -> Reply:
         prompt = target.render_prompt(ctx.conversation)
-        lock = _tokenizer_lock(target)
+        lock = target.tokenizer_lock
         with lock:
             prompt_ids = list(target.tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
@@ -190,7 +189,7 @@ class Immune(Guardrail):
         busy_s, finished = 0.0, False
         while not finished and len(kept) < limit:
             k = min(self.chunk, limit - len(kept))
-            seeds = [_seed(f"{prompt}\x00{ctx.params.seed}\x00{rounds}\x00{i}")
+            seeds = [prompt_seed(f"{prompt}\x00{ctx.params.seed}\x00{rounds}\x00{i}")
                      for i in range(self.candidates)]
             started = time.perf_counter()
             chunks = await asyncio.to_thread(sample_chunks, target, prompt_ids + kept, k,
@@ -210,7 +209,7 @@ class Immune(Guardrail):
                      latency_s=busy_s)
 
     def identity(self) -> str:
-        scorer = None if self.scorer is None else self.scorer.identity()
+        scorer = None if self.scorer is None else self.scorer.cache_identity()
         settings = (VERSION, self.template, COMPLETE, UNFINISHED, SCORER_PARAMS.model_dump(),
                     scorer, self.candidates, self.temperature, self.chunk, self.mode)
         return f"{self.name}|{fingerprint('immune', *settings)}"
@@ -220,40 +219,14 @@ class Immune(Guardrail):
             await self.scorer.aclose()
 
 
-_LOCK = threading.Lock()
-
-
-def _seed(text: str) -> int:
-    """A sampling seed from text (63 bits of its sha256)."""
-    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") >> 1
-
-
-def _tokenizer_lock(target: HFCausalLMTarget) -> Any:
-    """The lock the target holds around its tokenizer (fast tokenizers must not be used from two
-    threads at once), else one of ours."""
-    return getattr(target, "_tok_lock", None) or _LOCK
-
-
 def sample_chunks(target: HFCausalLMTarget, prefix: list[int], k: int, temperature: float,
                   seeds: Sequence[int]) -> list[tuple[list[int], bool]]:
     """One continuation of at most `k` tokens of `prefix` per seed, sampled at `temperature`
     from a generator seeded with it: (its tokens before any stop token, whether it stopped).
-    Runs `generate` once for all rows (blocking: call it on a worker thread)."""
+    Runs `generate` once for all rows (blocking: call it on a worker thread); row i samples
+    from its own generator (`hf.row_sampler`), so its tokens do not depend on the other rows."""
     import torch
-    from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
-
-    class SeededRows(LogitsProcessor):
-        """Samples row i from its own generator and forces that token (greedy over a one-hot),
-        so a row's tokens do not depend on the other rows."""
-
-        def __init__(self) -> None:
-            self.generators = [torch.Generator().manual_seed(s) for s in seeds]
-
-        def __call__(self, input_ids: Any, scores: Any) -> Any:
-            probs = torch.softmax(scores.float().cpu() / temperature, dim=-1)
-            picks = [torch.multinomial(probs[i], 1, generator=g) for i, g in enumerate(self.generators)]
-            forced = torch.full_like(scores, float("-inf"))
-            return forced.scatter_(1, torch.stack(picks).to(scores.device), 0.0)
+    from transformers import GenerationConfig, LogitsProcessorList
 
     rows = len(seeds)
     ids = torch.tensor([prefix] * rows, dtype=torch.long)
@@ -265,7 +238,8 @@ def sample_chunks(target: HFCausalLMTarget, prefix: list[int], k: int, temperatu
         out = target.model.generate(input_ids=ids.to(device),
                                     attention_mask=torch.ones_like(ids).to(device),
                                     generation_config=config,
-                                    logits_processor=LogitsProcessorList([SeededRows()]))
+                                    logits_processor=LogitsProcessorList(
+                                        [row_sampler(temperature, list(seeds))]))
     stops = set(target.stop_ids)
     result = []
     for row in out[:, len(prefix):].tolist():

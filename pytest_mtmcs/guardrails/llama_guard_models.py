@@ -2,26 +2,15 @@
 
 Three families, chosen by the checkpoint's `config.json` `model_type`:
 
-| model_type | family | class | images |
-| --- | --- | --- | --- |
-| `llama` | Llama Guard 3 (1B, 8B) | LlamaForCausalLM | none: text only, images are left out |
-| `mllama` | Llama Guard 3 Vision (11B) | MllamaForConditionalGeneration + MllamaProcessor (PIL image processor) | one: the conversation's last image |
-| `llama4` | Llama Guard 4 (12B) | Llama4ForConditionalGeneration | all of the conversation's images |
+- `llama`: Llama Guard 3 (1B, 8B), LlamaForCausalLM. Images: none (text only, images are
+  left out).
+- `mllama`: Llama Guard 3 Vision (11B), MllamaForConditionalGeneration + MllamaProcessor (PIL
+  image processor). Images: one, the conversation's last.
+- `llama4`: Llama Guard 4 (12B), Llama4ForConditionalGeneration. Images: all of the
+  conversation's images.
 
-Llama 4 image preprocessing is done here with PIL and torch, because transformers' own
-Llama4ImageProcessor needs torchvision. It follows the released processor's recipe: the image is
-resized without distortion (upscaling at most to one tile) onto the smallest canvas of up to
-`max_patches` square tiles of the vision config's `image_size` that fits it best, padded
-bottom-right, scaled to [-1, 1] (mean = std = 0.5) and cut into tiles row by row; an image
-needing more than one tile gets a final global tile (the whole image squeezed into one tile).
-Its placeholder becomes `<|image_start|>`, per tile row the tiles' `<|patch|>` runs separated by
-`<|tile_x_separator|>` and closed by `<|tile_y_separator|>` (multi-tile images only), then
-`<|image|>` and the global (or only) tile's patches, then `<|image_end|>`. Each tile contributes
-(image_size / patch_size)^2 / round(1 / pixel_shuffle_ratio^2) `<|patch|>` tokens, which the model
-replaces by the projected vision features. Differences from the released processor: bilinear
-resizing by PIL rather than torchvision, and normalisation in float32 rather than bfloat16.
-`max_patches` comes from the checkpoint's preprocessor_config.json (16 when absent, the
-processor's default).
+Images: Llama Guard 3 Vision's through transformers' MllamaProcessor, Llama 4's tiled by
+`llama_guard_images` (no torchvision needed).
 
 Everything here runs on the classifier's single worker thread; nothing is thread-safe on its own.
 torch, transformers and PIL are imported inside functions only.
@@ -31,23 +20,23 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import io
 import json
-import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pytest_mtmcs.errors import GuardrailUnavailable, SpecError
+from pytest_mtmcs.guardrails.llama_guard_images import (
+    LLAMA4_TOKENS,
+    expand_llama4_images,
+    open_image,
+)
+from pytest_mtmcs.targets.hf import HUB_ID
 
-IMAGE_TOKEN = "<|image|>"
-"""The placeholder the guard prompt carries for each image (Mllama and Llama 4 alike)."""
 SHARED_PREFIX_END = "<BEGIN CONVERSATION>\n\n"
 """Where the part of a guard prompt that depends only on role and policy ends."""
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 HOW_TO_GET = (
     "pass a local folder written by save_pretrained (config.json, *.safetensors, tokenizer files) "
     "or a hub id. To download one: accept the licence on its hub page (e.g. "
@@ -94,10 +83,6 @@ FAMILIES: dict[str, Family] = {
                      "<|header_start|>", "<|header_end|>", "<|eot|>", "all"),
 }
 
-_L4 = {"start": "<|image_start|>", "end": "<|image_end|>", "patch": "<|patch|>",
-       "x": "<|tile_x_separator|>", "y": "<|tile_y_separator|>"}
-
-
 def verdict_token_ids(tokenizer: Any) -> tuple[list[int], int]:
     """(token ids of `unsafe`, first token id of `safe`); SpecError when their first tokens
     coincide, since one logit could then not tell the verdicts apart."""
@@ -107,66 +92,6 @@ def verdict_token_ids(tokenizer: Any) -> tuple[list[int], int]:
         raise SpecError(f"llama-guard: the tokenizer encodes 'unsafe' as {unsafe} and 'safe' as "
                         f"{safe}; their first tokens must differ to score the verdict in one pass")
     return unsafe, safe[0]
-
-
-def llama4_canvas(height: int, width: int, tile: int, max_tiles: int) -> tuple[int, int]:
-    """(tile rows, tile columns) of the canvas the released Llama 4 processor picks for an image."""
-    shapes = sorted({(r, n // r) for n in range(1, max(1, max_tiles) + 1)
-                     for r in range(1, n + 1) if n % r == 0})
-    scales = [min(r * tile / height, c * tile / width) for r, c in shapes]
-    up = [s for s in scales if s >= 1]
-    best = min(up) if up else max(scales)
-    return min((s for s, sc in zip(shapes, scales, strict=True) if sc == best),
-               key=lambda s: s[0] * s[1])
-
-
-def llama4_tiles(image: Any, tile: int, max_tiles: int) -> tuple[Any, tuple[int, int]]:
-    """A PIL image -> (float tensor [tiles, 3, tile, tile] in [-1, 1], (rows, columns))."""
-    import numpy as np
-    import torch
-    from PIL import Image
-
-    width, height = image.size
-    rows, cols = llama4_canvas(height, width, tile, max_tiles)
-    # Never upscale beyond one tile; keep the aspect ratio inside the (capped) canvas.
-    cap_h = min(max(height, tile), rows * tile)
-    cap_w = min(max(width, tile), cols * tile)
-    if cap_w / width < cap_h / height:
-        new_w, new_h = cap_w, min(math.floor(height * cap_w / width), cap_h)
-    else:
-        new_h, new_w = cap_h, min(math.floor(width * cap_h / height), cap_w)
-
-    def to_tensor(img: Any) -> Any:  # HWC uint8 -> CHW float in 0..255
-        return torch.from_numpy(np.asarray(img, dtype=np.float32).copy()).permute(2, 0, 1)
-
-    resized = to_tensor(image.resize((max(new_w, 1), max(new_h, 1)), Image.Resampling.BILINEAR))
-    canvas = torch.zeros(3, rows * tile, cols * tile)
-    canvas[:, :resized.shape[1], :resized.shape[2]] = resized
-    tiles = (canvas.view(3, rows, tile, cols, tile).permute(1, 3, 0, 2, 4)
-             .reshape(rows * cols, 3, tile, tile))
-    if rows * cols > 1:
-        whole = to_tensor(image.resize((tile, tile), Image.Resampling.BILINEAR))
-        tiles = torch.cat([tiles, whole.unsqueeze(0)])
-    return (tiles / 255.0 - 0.5) / 0.5, (rows, cols)
-
-
-def llama4_image_text(rows: int, cols: int, per_tile: int) -> str:
-    """The token string that replaces one image placeholder (see the module docstring)."""
-    patches = _L4["patch"] * per_tile
-    parts = [_L4["start"]]
-    if rows * cols > 1:
-        for _ in range(rows):
-            parts.append(_L4["x"].join([patches] * cols))
-            parts.append(_L4["y"])
-    parts += [IMAGE_TOKEN, patches, _L4["end"]]
-    return "".join(parts)
-
-
-def _open_image(data: bytes) -> Any:
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as img:
-        return img.convert("RGB")
 
 
 class GuardModel:
@@ -230,7 +155,7 @@ class GuardModel:
         if self.family.model_type == "mllama":
             kwargs: dict[str, Any] = {"add_special_tokens": False, "padding": True, "return_tensors": "pt"}
             if any(images):
-                pil = [[_open_image(b) for b in imgs] for imgs in images]
+                pil = [[open_image(b) for b in imgs] for imgs in images]
                 out = dict(self.processor(text=list(prompts), images=pil, **kwargs))
             else:
                 out = dict(self.tokenizer(list(prompts), **kwargs))
@@ -264,16 +189,7 @@ class GuardModel:
         """Llama 4: replace each image placeholder by its token layout; the images' tiles."""
         if self.family.model_type != "llama4":
             return text, []  # text-only family: images are not part of the check
-        tile, max_tiles, per_tile = self.tiling
-        pieces = text.split(IMAGE_TOKEN)
-        if len(pieces) != len(images) + 1:
-            raise ValueError(f"prompt has {len(pieces) - 1} image placeholders for {len(images)} images")
-        out, tiles = pieces[0], []
-        for data, rest in zip(images, pieces[1:], strict=True):
-            pixels, (rows, cols) = llama4_tiles(_open_image(data), tile, max_tiles)
-            tiles.append(pixels)
-            out += llama4_image_text(rows, cols, per_tile) + rest
-        return out, tiles
+        return expand_llama4_images(text, images, self.tiling)
 
     def _prefix(self, prefix: str) -> tuple[list[int], Any]:
         """(token ids, key/value cache for one row) of a shared prefix, computed once."""
@@ -388,7 +304,7 @@ def _resolve_dtype(dtype: str, device: str) -> Any:
 
 
 def _preprocessor_config(source: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-    from transformers.utils import cached_file
+    from transformers.utils.hub import cached_file
 
     path = cached_file(source, "preprocessor_config.json", _raise_exceptions_for_missing_entries=False,
                        **kwargs)
@@ -406,7 +322,7 @@ def load_guard_model(source: str, *, device: str = "cpu", dtype: str = "auto") -
     from transformers import AutoConfig
 
     local = Path(source).expanduser()
-    is_local = local.exists() or not _HUB_ID.match(source)
+    is_local = local.exists() or not HUB_ID.match(source)
     if is_local:
         if not (local / "config.json").is_file():
             what = "does not exist" if not local.exists() else "has no config.json"
@@ -437,7 +353,8 @@ def load_guard_model(source: str, *, device: str = "cpu", dtype: str = "auto") -
             )
 
             image_processor = MllamaImageProcessorPil.from_pretrained(source, **kwargs)
-            processor = MllamaProcessor(image_processor=image_processor, tokenizer=tokenizer)
+            processor = MllamaProcessor(  # type: ignore[no-untyped-call]
+                image_processor=image_processor, tokenizer=tokenizer)
         elif family.model_type == "llama4":
             vision = config.vision_config
             pre = _preprocessor_config(source, kwargs)
@@ -445,10 +362,11 @@ def load_guard_model(source: str, *, device: str = "cpu", dtype: str = "auto") -
             shrink = round(1.0 / vision.pixel_shuffle_ratio ** 2)
             tiling = (tile, int(pre.get("max_patches", 16)),
                       (tile // int(vision.patch_size)) ** 2 // shrink)
-            patch_id = tokenizer.convert_tokens_to_ids(_L4["patch"])
+            patch = LLAMA4_TOKENS["patch"]
+            patch_id = tokenizer.convert_tokens_to_ids(patch)
             if patch_id != config.image_token_index:
                 raise SpecError(f"llama-guard: {source}: config image_token_index "
-                                f"{config.image_token_index} is not the tokenizer's {_L4['patch']} "
+                                f"{config.image_token_index} is not the tokenizer's {patch} "
                                 f"({patch_id}); image features would land on the wrong tokens")
     except SpecError:
         raise

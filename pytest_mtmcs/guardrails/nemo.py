@@ -8,12 +8,10 @@ nothing); blocked -> a refusal, reason `nemo input: <rail>`, the target is not c
 target answers (`ctx.answer()`) and the output rails check the reply (`nemo output: <rail>`).
 
 NeMo's LLM calls: at load, every model entry (embeddings excepted; `main` added if missing) gets
-`engine: mtmcs` and a model name unique to this adapter, so NeMo builds our `HelperModel` (an
-`nemoguardrails.types.LLMModel` registered with `register_provider`). Its calls find the adapter
-by model name (`_ROUTES`) and the call being guarded through a context variable (per asyncio
-task, so NeMo may check many dialogues at once), and go to the helper model (`--mtmcs-guard-model`,
-default the target) via `ctx.extra`: cached in the store, counted in `guard_calls`. Errors of the
-helper or of our actions are re-raised, never turned by NeMo into a block.
+`engine: mtmcs` and a model name unique to this adapter, so NeMo builds our `HelperModel`
+(`nemo_models`), whose calls go to the helper model (`--mtmcs-guard-model`, default the target)
+via `ctx.extra`: cached in the store, counted in `guard_calls`. Errors of the helper or of our
+actions are re-raised, never turned by NeMo into a block.
 
 Scope (`--mtmcs-guard-scope`): `last` (NeMo's own behaviour) passes the conversation as it is and
 the rails bind the last user message, so harm only earlier turns reveal slips past; `dialogue`
@@ -27,219 +25,44 @@ prompt text gets that filter at load (no Python repr of parts ever lands in a pr
 checks are custom actions: `mtmcs_image_check_input` sends the prompt `mtmcs_self_check_input_image`
 WITH the images to the helper; `llama_guard_check(role=user|assistant)` classifies with
 `pytest_mtmcs.guardrails.llama_guard` (config: `custom_data: {llama_guard: {model: PATH}}`).
+
+How our messages become NeMo's and back is `nemo_messages`' job; this module loads and checks
+the config, runs the rails and holds the custom actions.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import re
 import uuid
-import weakref
-from contextvars import ContextVar
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_mtmcs.chat import (
-    Conversation,
-    GenParams,
-    ImagePart,
-    ImageRef,
-    Message,
-    Reply,
-    TextPart,
-    assistant,
-    data_uri,
-)
+from pytest_mtmcs.chat import GenParams, ImagePart, ImageRef, Message, Reply, TextPart, assistant
 from pytest_mtmcs.errors import GuardrailUnavailable, SpecError
 from pytest_mtmcs.guardrails.base import GuardContext, Guardrail
+from pytest_mtmcs.guardrails.nemo_messages import mtmcs_text, nemo_parts, protect_prompts, to_nemo
+from pytest_mtmcs.guardrails.nemo_models import (
+    MAX_TOKENS,
+    PROVIDER,
+    HelperModel,
+    RailsCheck,
+    current_check,
+    drop_route,
+    register_route,
+    running,
+)
 
 if TYPE_CHECKING:
     from pytest_mtmcs.guardrails import GuardrailOptions
     from pytest_mtmcs.targets.base import Target
 
-PROVIDER = "mtmcs"
-"""The NeMo provider (`engine`) name of `HelperModel`."""
 SCOPES = ("last", "dialogue")
-IMAGE_MARK = "[image]"
-"""What text prompts show where a message carried an image."""
 IMAGE_TASK = "mtmcs_self_check_input_image"
 """The prompt task of the image-aware input check."""
-_MAX_TOKENS = 16
 _FAILED = re.compile(r"an internal error has occurred|^Action '.*' not found\.$")
 """The refusal texts NeMo substitutes when a rail's action fails or does not exist."""
-_BARE_USER_INPUT = re.compile(r"\{\{\s*user_input\s*\}\}")
-_ROLES = {"user": "user", "assistant": "assistant", "system": "system", "tool": "user"}
-
-_ROUTES: weakref.WeakValueDictionary[str, NemoGuard] = weakref.WeakValueDictionary()
-"""Model name in a loaded config -> its adapter. Module-level because NeMo, not we, builds
-`HelperModel` from the YAML; an entry goes with its adapter."""
-_CHECK: ContextVar[_Check | None] = ContextVar("mtmcs_nemo_check", default=None)
-
-
-@dataclass
-class _Check:
-    """One rails check in flight: the guarded call and what happened inside NeMo."""
-
-    guard: NemoGuard
-    ctx: GuardContext
-    images: dict[str, ImageRef]
-    """Data URI sent to NeMo -> the image it encodes (no decoding on the way back)."""
-    error: Exception | None = None
-    """The first error our code raised inside NeMo (re-raised after the check)."""
-    details: list[str] = field(default_factory=list)
-    """Extra words for the block reason (e.g. Llama Guard categories)."""
-
-    async def ask(self, conversation: Conversation, params: GenParams) -> Reply:
-        """Send a check request to the helper model through the store (counted)."""
-        helper = self.guard.helper
-        if not helper.supports_images and any(m.images for m in conversation):
-            raise SpecError(f"the NeMo config {self.guard.folder} sends images to its checker, "
-                            f"but the helper model {helper.spec!r} cannot read images; pick a "
-                            "vision model with --mtmcs-guard-model or a text-only config")
-        return await self.ctx.extra(helper, conversation, params)
-
-    def record(self, exc: Exception) -> None:
-        self.error = self.error or exc
-
-
-def _current(key: str | None = None) -> _Check:
-    check = _CHECK.get()
-    if check is None:
-        raise RuntimeError("NeMo called a pytest-mtmcs model or action outside a rails check")
-    if key is not None and _ROUTES.get(key) is not check.guard:
-        raise RuntimeError(f"NeMo model {key!r} does not belong to the guard running this check")
-    return check
-
-
-class HelperModel:
-    """NeMo's LLM in the configs `NemoGuard` loads (implements `nemoguardrails.types.LLMModel`).
-
-    NeMo builds it as `HelperModel(model=<route key>, **parameters)`; `parameters` are ignored
-    (the helper target has its own settings). `generate_async` turns NeMo's prompt (a string or
-    chat messages, image parts included) into a Conversation and has the helper target answer it
-    through the current check's `ctx.extra`; `temperature` and `max_tokens` become GenParams,
-    `stop` is ignored."""
-
-    provider_name: str = PROVIDER
-    provider_url: str | None = None
-
-    def __init__(self, model: str, **parameters: Any) -> None:
-        self.model_name = self._key = model
-
-    async def generate_async(self, prompt: Any, *, stop: list[str] | None = None,
-                             **kwargs: Any) -> Any:
-        from nemoguardrails.types import LLMResponse, UsageInfo
-
-        check = _current(self._key)
-        try:
-            params = GenParams(temperature=float(kwargs.get("temperature") or 0.0),
-                               max_tokens=int(kwargs.get("max_tokens") or _MAX_TOKENS))
-            reply = await check.ask(_from_nemo(prompt, check.images), params)
-        except Exception as exc:
-            check.record(exc)
-            raise
-        used, made = reply.prompt_tokens or 0, reply.completion_tokens or 0
-        return LLMResponse(content=reply.text, model=self._key,
-                           usage=UsageInfo(input_tokens=used, output_tokens=made,
-                                           total_tokens=used + made))
-
-    async def stream_async(self, prompt: Any, *, stop: list[str] | None = None,
-                           **kwargs: Any) -> Any:
-        from nemoguardrails.types import LLMResponseChunk
-
-        response = await self.generate_async(prompt, stop=stop, **kwargs)
-        yield LLMResponseChunk(delta_content=response.content)
-
-
-def _parts(content: list[Any], images: dict[str, ImageRef]) -> tuple[ImagePart | TextPart, ...]:
-    """NeMo content parts as ours; images are looked up by URI (else a data URI is decoded)."""
-    out: list[ImagePart | TextPart] = []
-    for part in content:
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text":
-            out.append(TextPart(text=str(part.get("text", ""))))
-            continue
-        if kind != "image_url":
-            raise SpecError(f"a NeMo prompt holds a content part of unknown type {kind!r}")
-        raw = part["image_url"]
-        url = str(raw["url"] if isinstance(raw, dict) else raw)
-        head, _, payload = url.partition(",")
-        if url not in images and not (head.startswith("data:") and head.endswith(";base64")):
-            raise SpecError(f"a NeMo prompt holds an image URL that is not a data URI: {url[:60]}")
-        out.append(ImagePart(image=images.get(url) or ImageRef(data=base64.b64decode(payload))))
-    return tuple(out)
-
-
-def _from_nemo(prompt: Any, images: dict[str, ImageRef]) -> Conversation:
-    """NeMo's prompt (a string or a list of ChatMessage) as our Conversation."""
-    if isinstance(prompt, str):
-        return (Message(role="user", content=prompt),)
-    out: list[Message] = []
-    for m in prompt:
-        role: Any = _ROLES.get(str(getattr(m.role, "value", m.role)), "user")
-        content = m.content
-        out.append(Message(role=role, content=_parts(content, images)
-                           if isinstance(content, list) else str(content or "")))
-    return tuple(out)
-
-
-def _image_part(image: ImageRef, images: dict[str, ImageRef]) -> dict[str, Any]:
-    uri = data_uri(image)
-    images[uri] = image
-    return {"type": "image_url", "image_url": {"url": uri}}
-
-
-def _to_nemo(conversation: Conversation, scope: str,
-             images: dict[str, ImageRef]) -> list[dict[str, Any]]:
-    """The messages NeMo's rails see: as they are (`last`) or one transcript (`dialogue`)."""
-    if scope == "last":
-        return [{"role": m.role, "content": m.content if isinstance(m.content, str) else [
-            _image_part(p.image, images) if isinstance(p, ImagePart)
-            else {"type": "text", "text": p.text} for p in m.content]} for m in conversation]
-    parts: list[dict[str, Any]] = []
-
-    def text(piece: str) -> None:
-        if parts and parts[-1]["type"] == "text":
-            parts[-1]["text"] += piece
-        else:
-            parts.append({"type": "text", "text": piece})
-
-    for m in (m for m in conversation if m.role != "system"):
-        text(("\n\n" if parts else "") + ("User: " if m.role == "user" else "Assistant: "))
-        for p in (TextPart(text=m.content),) if isinstance(m.content, str) else m.content:
-            if isinstance(p, ImagePart):
-                parts.append(_image_part(p.image, images))
-            else:
-                text(p.text)
-    if all(p["type"] == "text" for p in parts):
-        return [{"role": "user", "content": "".join(p["text"] for p in parts)}]
-    return [{"role": "user", "content": parts}]
-
-
-def mtmcs_text(value: Any) -> str:
-    """Jinja filter: a message's text for text prompts (`[image]` in place of each image)."""
-    if isinstance(value, list):
-        return "\n".join(str(p.get("text", "")) if p.get("type") == "text" else IMAGE_MARK
-                         for p in value if isinstance(p, dict))
-    return "" if value is None else str(value)
-
-
-def _protect_prompts(config: Any) -> None:
-    """Give a bare `{{ user_input }}` in text prompts the `mtmcs_text` filter. A message template
-    that is exactly `{{ user_input }}` keeps the parts (NeMo sends them as a multimodal message,
-    which HelperModel reads)."""
-    sub = "{{ user_input | mtmcs_text }}"
-    for prompt in config.prompts or []:
-        if prompt.content:
-            prompt.content = _BARE_USER_INPUT.sub(sub, prompt.content)
-        for i, message in enumerate(prompt.messages or []):
-            if isinstance(message, str):
-                prompt.messages[i] = _BARE_USER_INPUT.sub(sub, message)
-            elif not _BARE_USER_INPUT.fullmatch(message.content.strip()):
-                message.content = _BARE_USER_INPUT.sub(sub, message.content)
 
 
 def folder_hash(folder: Path) -> str:
@@ -291,7 +114,7 @@ class NemoGuard(Guardrail):
                 model.api_key_env_var = None
         if not any(m.type == "main" for m in config.models):
             config.models.append(Model(type="main", engine=PROVIDER, model=self._key))
-        _protect_prompts(config)
+        protect_prompts(config)
         self._config = config
         self._kinds = [k for k in ("input", "output") if getattr(config.rails, k).flows]
         self._rails: Any = None
@@ -302,7 +125,7 @@ class NemoGuard(Guardrail):
     def identity(self) -> str:
         checker = self._classifier.identity() if self._classifier is not None else None
         return json.dumps({"name": self.name, "config": self._hash, "scope": self.scope,
-                           "helper": self.helper.identity(), "llama_guard": checker},
+                           "helper": self.helper.cache_identity(), "llama_guard": checker},
                           sort_keys=True, default=str)
 
     def _runtime(self) -> Any:
@@ -310,7 +133,7 @@ class NemoGuard(Guardrail):
             from nemoguardrails.llm.providers import register_provider
 
             register_provider(PROVIDER, HelperModel)
-            _ROUTES[self._key] = self
+            register_route(self._key, self)
             rails = _nemo().LLMRails(self._config)
             rails.register_filter(mtmcs_text, "mtmcs_text")
             rails.register_action(self._image_check, "mtmcs_image_check_input")
@@ -320,7 +143,7 @@ class NemoGuard(Guardrail):
 
     async def respond(self, ctx: GuardContext) -> Reply:
         images: dict[str, ImageRef] = {}
-        messages = _to_nemo(ctx.conversation, self.scope, images)
+        messages = to_nemo(ctx.conversation, self.scope, images)
         if "input" in self._kinds:
             rail = await self._check(ctx, messages, images, "input")
             if rail is not None:
@@ -339,16 +162,14 @@ class NemoGuard(Guardrail):
         from nemoguardrails.rails.llm.options import RailStatus, RailType
 
         rails = self._runtime()
-        check = _Check(self, ctx, images)
-        token = _CHECK.set(check)
-        try:
-            result = await rails.check_async(messages, rail_types=[RailType(kind)])
-        except Exception as exc:  # NeMo wraps model errors (LLMCallException): raise ours
-            if check.error is not None:
-                raise check.error from exc
-            raise
-        finally:
-            _CHECK.reset(token)
+        check = RailsCheck(self, ctx, images)
+        with running(check):
+            try:
+                result = await rails.check_async(messages, rail_types=[RailType(kind)])
+            except Exception as exc:  # NeMo wraps model errors (LLMCallException): raise ours
+                if check.error is not None:
+                    raise check.error from exc
+                raise
         if check.error is not None:  # an action's error, which NeMo turned into a refusal
             raise check.error
         if result.status != RailStatus.BLOCKED:
@@ -366,18 +187,18 @@ class NemoGuard(Guardrail):
         (the prompt's `output_parser`, else NeMo's `is_content_safe`: "Yes" blocks)."""
         from nemoguardrails.actions.rail_outcome import RailOutcome
 
-        check, tasks = _current(), llm_task_manager
+        check, tasks = current_check(), llm_task_manager
         try:
             content = (context or {}).get("user_message")
             prompt = tasks.render_task_prompt(task=IMAGE_TASK, context={"user_input": content})
             if not isinstance(prompt, str):
                 raise SpecError(f"NeMo config {self.folder}: prompt {IMAGE_TASK!r} must be a "
                                 "`content` prompt (pytest-mtmcs attaches the images)")
-            shown = _parts(content, check.images) if isinstance(content, list) else ()
+            shown = nemo_parts(content, check.images) if isinstance(content, list) else ()
             parts: tuple[ImagePart | TextPart, ...] = (
                 *(p for p in shown if isinstance(p, ImagePart)), TextPart(text=prompt))
             params = GenParams(temperature=0.0,
-                               max_tokens=int(tasks.get_max_tokens(task=IMAGE_TASK) or _MAX_TOKENS))
+                               max_tokens=int(tasks.get_max_tokens(task=IMAGE_TASK) or MAX_TOKENS))
             reply = await check.ask((Message(role="user", content=parts),), params)
             parser = None if tasks.has_output_parser(IMAGE_TASK) else "is_content_safe"
             verdict = tasks.parse_task_output(IMAGE_TASK, output=reply.text,
@@ -410,7 +231,7 @@ class NemoGuard(Guardrail):
         block reason."""
         from nemoguardrails.actions.rail_outcome import RailOutcome
 
-        check = _current()
+        check = current_check()
         try:
             if self._classifier is None:
                 raise SpecError(f"NeMo config {self.folder} calls llama_guard_check but has no "
@@ -435,7 +256,7 @@ class NemoGuard(Guardrail):
                                            "p_unsafe": getattr(verdict, "p_unsafe", None)})
 
     async def aclose(self) -> None:
-        _ROUTES.pop(self._key, None)
+        drop_route(self._key)
         self._rails = None
         if self._owns_helper:
             await self.helper.aclose()

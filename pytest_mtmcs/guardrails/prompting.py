@@ -31,132 +31,46 @@ self-reflection and safety chain-of-thought. Their texts live in `<config_dir>/p
   the budget ran out) or nothing after it is recorded as a block by `cot`, with the reason, rather
   than shown as an empty reply. The engine passes the stripped replies as history.
 
-Every guardrail's `identity()` hashes its prompt texts and settings.
+Every guardrail's `identity()` hashes its prompt texts and settings. The shared prompt helpers
+live in `prompt_edits`, AdaShield-A's scenario matching in `adashield_scenarios`; the guardrail
+classes stay in this module because a guarded stack's cache identity holds each class's
+`module.QualName` (`code_identity`): moving one would orphan every cached reply of its stacks.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 import re
 import warnings
-from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from pytest_mtmcs.chat import (
-    Conversation,
-    GenParams,
-    ImagePart,
-    ImageRef,
-    Message,
-    Reply,
-    TextPart,
-)
+from pytest_mtmcs.chat import Conversation, GenParams, Message, Reply
 from pytest_mtmcs.errors import SpecError
 from pytest_mtmcs.guardrails import GuardrailOptions
+from pytest_mtmcs.guardrails.adashield_scenarios import (
+    EmbeddingSimilarity,
+    Scenario,
+    Similarity,
+    choose_scenario,
+    load_table,
+    tfidf_similarity,
+    user_text,
+)
 from pytest_mtmcs.guardrails.base import GuardContext, Guardrail
+from pytest_mtmcs.guardrails.prompt_edits import (
+    append_to_users,
+    fill,
+    fingerprint,
+    no_arg,
+    prepend_to_image_turns,
+    read_prompt,
+    review_request,
+    transcript,
+)
 from pytest_mtmcs.targets.base import Target
 
 VERSION = 1
 """Bump when code changes what these guardrails send (part of every identity)."""
-
-# --------------------------------------------------------------------------- shared helpers
-
-
-def read_prompt(options: GuardrailOptions, name: str, *placeholders: str) -> str:
-    """The text of `prompts/<name>`, stripped; SpecError when it is missing, empty or lacks a
-    `{placeholder}` the guardrail fills."""
-    path = options.config("prompts", name)
-    text = path.read_text(encoding="utf-8").strip()
-    if not text:
-        raise SpecError(f"guardrail prompt {path} is empty")
-    missing = [p for p in placeholders if "{" + p + "}" not in text]
-    if missing:
-        raise SpecError(f"guardrail prompt {path} lacks the placeholder(s) "
-                        f"{', '.join('{' + p + '}' for p in missing)}")
-    return text
-
-
-def fill(template: str, **values: str) -> str:
-    """`template` with each `{name}` of `values` replaced in one pass (other braces, e.g. a JSON
-    example, and braces inside the values are left alone)."""
-    pattern = re.compile("|".join(re.escape("{" + k + "}") for k in values))
-    return pattern.sub(lambda m: values[m.group(0)[1:-1]], template)
-
-
-def fingerprint(*parts: object) -> str:
-    """A short hash of texts and settings, for identities."""
-    blob = json.dumps(parts, sort_keys=True, default=str).encode("utf-8")
-    return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def transcript(conversation: Conversation) -> str:
-    """The non-system messages as `User: ...` / `Assistant: ...` lines; a user message that
-    carried an image is `User [image]: ...`."""
-    lines = []
-    for m in conversation:
-        if m.role == "system":
-            continue
-        who = "User" if m.role == "user" else "Assistant"
-        lines.append(f"{who}{' [image]' if m.images else ''}: {m.text}")
-    return "\n".join(lines)
-
-
-def images_of(conversation: Conversation) -> tuple[ImageRef, ...]:
-    """Every image of the conversation, in order, each once."""
-    out: list[ImageRef] = []
-    for m in conversation:
-        out.extend(i for i in m.images if i not in out)
-    return tuple(out)
-
-
-def review_request(conversation: Conversation, text: str, *, images: bool = True) -> Conversation:
-    """A fresh request about `conversation`: its system messages, then one user message
-    with the conversation's images (when `images`) followed by `text`."""
-    systems = tuple(m for m in conversation if m.role == "system")
-    pics = images_of(conversation) if images else ()
-    content: str | tuple[ImagePart | TextPart, ...] = (
-        (*(ImagePart(image=i) for i in pics), TextPart(text=text)) if pics else text)
-    return (*systems, Message(role="user", content=content))
-
-
-def _edit_text(m: Message, edit: Callable[[str], str], *, last: bool) -> Message:
-    """`m` with its first (or last) text part edited; images stay in place."""
-    if isinstance(m.content, str):
-        return Message(role=m.role, content=edit(m.content))
-    parts = list(m.content)
-    where = [i for i, p in enumerate(parts) if isinstance(p, TextPart)]
-    if not where:
-        parts.append(TextPart(text=edit("")))
-    else:
-        i = where[-1] if last else where[0]
-        old = parts[i]
-        assert isinstance(old, TextPart)
-        parts[i] = TextPart(text=edit(old.text))
-    return Message(role=m.role, content=tuple(parts))
-
-
-def append_to_users(conversation: Conversation, suffix: str) -> Conversation:
-    """Every user message with `suffix` after its text (a blank line between)."""
-    edit = (lambda t: f"{t}\n\n{suffix}" if t else suffix)
-    return tuple(_edit_text(m, edit, last=True) if m.role == "user" else m for m in conversation)
-
-
-def prepend_to_image_turns(conversation: Conversation, prefix: str) -> Conversation:
-    """Every user message carrying an image with `prefix` before its text (a blank line between)."""
-    edit = (lambda t: f"{prefix}\n\n{t}" if t else prefix)
-    return tuple(_edit_text(m, edit, last=False) if m.role == "user" and m.images else m
-                 for m in conversation)
-
-
-def _no_arg(name: str, arg: str | None) -> None:
-    if arg is not None:
-        raise SpecError(f"guardrail {name!r} takes no argument, got {name}:{arg}")
-
 
 # ------------------------------------------------------------------------- DPP, AdaShield-S
 
@@ -211,116 +125,17 @@ class AdaShieldStatic(PromptPatch):
 
 def dpp(arg: str | None, options: GuardrailOptions, target: Target) -> Guardrail:
     """Factory for `dpp` (prompt: prompts/dpp.txt)."""
-    _no_arg("dpp", arg)
+    no_arg("dpp", arg)
     return DefensivePromptPatch(read_prompt(options, "dpp.txt"))
 
 
 def adashield_static(arg: str | None, options: GuardrailOptions, target: Target) -> Guardrail:
     """Factory for `adashield-s` (prompt: prompts/adashield_static.txt)."""
-    _no_arg("adashield-s", arg)
+    no_arg("adashield-s", arg)
     return AdaShieldStatic(read_prompt(options, "adashield_static.txt"))
 
 
 # ------------------------------------------------------------------------------ AdaShield-A
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """One row of the AdaShield-A table."""
-
-    name: str
-    description: str
-    """What risky requests of this scenario say; compared with the dialogue's user text."""
-    defense: str
-    """The defense prompt prepended when this scenario is chosen."""
-
-
-Similarity = Callable[[str, Sequence[str]], list[float]]
-"""(query, documents) -> one similarity per document, higher is more similar."""
-
-_WORD = re.compile(r"[a-z]+")
-_STOP = frozenset(re.findall(r"[a-z]+", """
-a about after again all also am an and any are as at be been before being both but by can could did do does doing for from had has have having he her here hers him his
-how i if in into is it its just me more most my no nor not of off on once only or other our out
-over own same she should so some such than that the their them then there these they this those
-through to too under until up very was we were what when where which while who whom why will
-with would you your yours one ones thing things get gets got getting make makes made making want
-wants know knows tell really like down back away find someone something anything people person
-take takes taking took keep keeps real go goes going went come comes came use uses using used
-way ways time times day days every ever never much many look looks looking need needs help
-try see say think put let give good best first new old long sure yes okay lot kind sort"""))
-
-
-def stem(word: str) -> str:
-    """A crude suffix stripper, the same on both sides of a comparison: poisoning, poisoned,
-    poisons -> poison; fires, fire -> fir."""
-    for suffix in ("ing", "ed", "s"):
-        if word.endswith(suffix) and not word.endswith("ss") and len(word) - len(suffix) >= 3:
-            word = word[: -len(suffix)]
-            break
-    return word[:-1] if word.endswith("e") and len(word) >= 4 else word
-
-
-def terms(text: str) -> list[str]:
-    """Lower-cased word stems of `text`, stop words left out."""
-    return [stem(w) for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 2]
-
-
-def tfidf_similarity(query: str, documents: Sequence[str]) -> list[float]:
-    """Cosine between TF-IDF vectors of `query` and each document. Fitted on the documents:
-    idf = ln((1 + n) / (1 + df)) + 1, tf = 1 + ln(count); query words no document uses are
-    ignored (so a long dialogue is not penalised for its everyday words)."""
-    docs = [Counter(terms(d)) for d in documents]
-    n = len(docs)
-    df = Counter(t for d in docs for t in d)
-    idf = {t: math.log((1 + n) / (1 + c)) + 1 for t, c in df.items()}
-
-    def vector(counts: Counter[str]) -> dict[str, float]:
-        return {t: (1 + math.log(c)) * idf[t] for t, c in counts.items() if t in idf}
-
-    q = vector(Counter(terms(query)))
-    q_norm = math.sqrt(sum(v * v for v in q.values()))
-    out = []
-    for d in docs:
-        v = vector(d)
-        norm = math.sqrt(sum(x * x for x in v.values()))
-        dot = sum(w * v.get(t, 0.0) for t, w in q.items())
-        out.append(dot / (q_norm * norm) if q_norm and norm else 0.0)
-    return out
-
-
-class EmbeddingSimilarity:
-    """Cosine of sentence-transformers embeddings (a local model folder); descriptions are
-    embedded once."""
-
-    def __init__(self, path: str, device: str = "cpu") -> None:
-        from sentence_transformers import SentenceTransformer
-
-        self.model: Any = SentenceTransformer(path, device=device)
-        self._docs: dict[tuple[str, ...], Any] = {}
-
-    def __call__(self, query: str, documents: Sequence[str]) -> list[float]:
-        key = tuple(documents)
-        if key not in self._docs:
-            self._docs[key] = self.model.encode(list(key), normalize_embeddings=True)
-        q = self.model.encode([query], normalize_embeddings=True)[0]
-        return [float(q @ d) for d in self._docs[key]]
-
-
-def choose_scenario(text: str, scenarios: Sequence[Scenario], similarity: Similarity,
-                    threshold: float) -> tuple[Scenario | None, float]:
-    """(the scenario most similar to `text` (the first on ties), its similarity); the scenario
-    is None when that similarity is below `threshold`."""
-    if not scenarios:
-        return None, 0.0
-    sims = similarity(text, [s.description for s in scenarios])
-    best = max(range(len(sims)), key=lambda i: (sims[i], -i))
-    return (scenarios[best] if sims[best] >= threshold else None), sims[best]
-
-
-def user_text(conversation: Conversation) -> str:
-    """The text of every user turn, one per line."""
-    return "\n".join(m.text for m in conversation if m.role == "user")
 
 
 class AdaShieldAdaptive(PromptPatch):
@@ -351,23 +166,6 @@ class AdaShieldAdaptive(PromptPatch):
     def settings(self) -> tuple[object, ...]:
         table = [(s.name, s.description, s.defense) for s in self.scenarios]
         return (self.method, self.threshold, table)
-
-
-def load_table(path: Path) -> tuple[list[Scenario], dict[str, float]]:
-    """(scenarios, thresholds by method) from an AdaShield-A table file."""
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        scenarios = [Scenario(str(s["name"]), str(s["description"]), str(s["defense"]))
-                     for s in raw["scenarios"]]
-        thresholds = {k: float(v) for k, v in raw["threshold"].items()}
-        _ = thresholds["tfidf"], thresholds["embedding"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise SpecError(f"AdaShield-A table {path}: expected JSON with 'threshold' "
-                        "{'tfidf': float, 'embedding': float} and 'scenarios' [{'name', "
-                        f"'description', 'defense'}}, ...]: {type(exc).__name__}: {exc}") from None
-    if not scenarios:
-        raise SpecError(f"AdaShield-A table {path} has no scenarios")
-    return scenarios, thresholds
 
 
 def adashield_adaptive(arg: str | None, options: GuardrailOptions, target: Target) -> Guardrail:
@@ -426,8 +224,10 @@ class SelfReflection(Guardrail):
         return final if final.text.strip() else draft
 
     def identity(self) -> str:
-        critic = None if self.critic is None else self.critic.identity()
-        return f"{self.name}|{fingerprint('self-reflection', VERSION, self.critique_template, self.revise_template, critic, self.critique_tokens)}"
+        critic = None if self.critic is None else self.critic.cache_identity()
+        print_ = fingerprint("self-reflection", VERSION, self.critique_template, self.revise_template,
+                             critic, self.critique_tokens)
+        return f"{self.name}|{print_}"
 
     async def aclose(self) -> None:
         if self.critic is not None:
@@ -437,7 +237,7 @@ class SelfReflection(Guardrail):
 def self_reflection(arg: str | None, options: GuardrailOptions, target: Target) -> Guardrail:
     """Factory for `self-reflection` (prompts: self_reflection_critique.txt and
     self_reflection_revise.txt; critic: --mtmcs-guard-model, else the target)."""
-    _no_arg("self-reflection", arg)
+    no_arg("self-reflection", arg)
     critic = options.helper(target)
     return SelfReflection(read_prompt(options, "self_reflection_critique.txt", "dialogue", "draft"),
                           read_prompt(options, "self_reflection_revise.txt", "dialogue", "draft",

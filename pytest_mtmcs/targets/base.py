@@ -59,11 +59,35 @@ class TargetOptions(BaseModel):
     CPU; on a GPU the checkpoint's own dtype when it is 16-bit, else float32)."""
 
 
+def qualified_name(code: object) -> str:
+    """`module.QualName` of a class or function: the same code imported again (a conftest
+    re-imported, another process) has the same name."""
+    module = getattr(code, "__module__", None) or "?"
+    return f"{module}.{getattr(code, '__qualname__', type(code).__qualname__)}"
+
+
+def code_identity(obj: object) -> str:
+    """`module.QualName` of the object's class, with `@version` when the object has a `version`
+    that is not None: the part of a cache identity that changes when the code does.
+
+    Deterministic across processes (no ids, no hashes of code objects), so xdist workers and
+    later runs compute the same keys."""
+    name = qualified_name(type(obj))
+    version = getattr(obj, "version", None)
+    return name if version is None else f"{name}@{version}"
+
+
 class Target(ABC):
-    """Answers conversations. Subclasses implement `respond`; everything else has a default."""
+    """Answers conversations. Subclasses implement `respond`; everything else has a default.
+
+    A custom target in a user's conftest.py is a subclass with `respond` and a factory
+    registered with `pytest_mtmcs.register_target`; see the README, "Extend it"."""
 
     spec: str = "?"
     """The spec this target was built from; part of every cache key."""
+    version: str | None = None
+    """The version of this class's behaviour, part of the default `identity()`: bump it when
+    `respond` changes, and replies cached by the old code are never replayed."""
     supports_images: bool = True
     """False for text-only models: multimodal dialogues are skipped (or captioned)."""
 
@@ -72,8 +96,22 @@ class Target(ABC):
         """Answer the conversation's last user message, given the whole history."""
 
     def identity(self) -> str:
-        """What distinguishes this target's replies in the cache (spec plus configuration)."""
-        return self.spec
+        """What distinguishes this target's replies in the cache: by default the class
+        (`module.QualName`), its `version` and the spec, e.g.
+        `conftest.InHouseTarget@2|inhouse:demo`.
+
+        Override it to add configuration that changes replies but is not in the spec; build
+        on `super().identity()` so the class and version stay in it. Never put secrets in it:
+        it is stored beside every cached reply."""
+        return f"{code_identity(self)}|{self.spec}"
+
+    def cache_identity(self) -> str:
+        """The identity the store keys this target's replies by: `identity()` with the class and
+        `version` always in front, even when an override of `identity()` leaves them out. The
+        engine uses this, never `identity()` directly; do not override it."""
+        own = self.identity()
+        code = code_identity(self)
+        return own if own.startswith(code + "|") else f"{code}|{own}"
 
     def describe(self) -> str:
         """One line for the terminal summary."""
@@ -84,5 +122,5 @@ class Target(ABC):
         """Answer several independent conversations; local models override this to batch."""
         return [await self.respond(c, params) for c in conversations]
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 (a default: most hold nothing to release)
         """Release connections, threads and models."""

@@ -4,10 +4,13 @@ Text-only: `supports_images` is False, so the engine skips multimodal dialogues 
 caption instead; any image parts that still arrive are ignored (only `Message.text` is used).
 
 Batching. The engine fires many `respond` calls at once from its event loop. Each call renders
-and tokenizes its prompt, then waits in a per-event-loop queue; one drain task per loop takes up
-to `options.batch_size` waiting calls with equal `GenParams`, left-pads them and runs a single
-`generate` on one dedicated worker thread, so the event loop stays free while the CPU works.
-Calls arriving during a batch form the next one. `batch_sizes` records every batch's size.
+and tokenizes its prompt on the loop, then hands a `GenerationRequest` to the target's
+`batching.MicroBatcher`, which cuts batches of up to `options.batch_size` requests with equal
+`GenParams` (similar prompt lengths first), and this module left-pads each batch and runs a
+single `generate` on the batcher's worker thread, so the event loop stays free while the CPU
+works. Calls arriving during a batch form the next one. `batch_sizes` records every `generate`.
+Failures follow the batcher's one error policy: a failing batch is retried one prompt at a
+time, so a prompt the model cannot take fails only its own call, with a `TargetError`.
 
 Decoding. Temperature 0 is greedy. Otherwise each prompt samples (plain temperature sampling,
 full vocabulary) from its own `torch.Generator` seeded by sha256 of the rendered prompt, so a
@@ -30,29 +33,30 @@ import os
 import re
 import threading
 import time
-import weakref
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pytest_mtmcs.chat import Conversation, GenParams, Reply
 from pytest_mtmcs.errors import GuardrailUnavailable, SpecError, TargetError
 from pytest_mtmcs.targets.base import Target, TargetOptions
+from pytest_mtmcs.targets.batching import MicroBatcher
 
 DECODING_VERSION = 1
 """Bump when the decoding procedure changes outputs (it is part of `identity()`)."""
 
 _WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+"""What a hub id (`owner/name`) looks like; a spec that exists on disk is a folder regardless."""
 FOLDER_CONTENTS = ("a model folder must contain config.json, the weights (*.safetensors or "
                    "pytorch_model*.bin) and a tokenizer (tokenizer.json or tokenizer_config.json) "
                    "with a chat template, as written by save_pretrained()")
 
 
-def _require_transformers() -> None:
+def require_transformers() -> None:
+    """Raise GuardrailUnavailable (with the install line) unless torch and transformers import."""
     try:
         import torch  # noqa: F401
         import transformers  # noqa: F401
@@ -115,21 +119,16 @@ def prompt_seed(prompt: str) -> int:
     return int.from_bytes(hashlib.sha256(prompt.encode("utf-8")).digest()[:8], "big") >> 1
 
 
-@dataclass
-class _Request:
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One rendered prompt waiting for its `generate` batch."""
+
     ids: list[int]
+    """Its token ids, unpadded (batches are also cut by their length)."""
     prompt: str
+    """The rendered prompt text (sampling seeds derive from it)."""
     params: GenParams
-    future: asyncio.Future[Reply]
-    seq: int
-
-
-@dataclass
-class _Queue:
-    """Waiting requests of one event loop and its drain task."""
-
-    pending: list[_Request] = field(default_factory=list)
-    drain: asyncio.Task[None] | None = None
+    """Decoding settings; only requests with equal params share a batch."""
 
 
 class HFCausalLMTarget(Target):
@@ -145,21 +144,22 @@ class HFCausalLMTarget(Target):
         """The resolved model path (or hub id) the weights came from."""
         self.options = options
         self.batch_size = max(1, options.batch_size)
-        self.batch_sizes: list[int] = []
-        """Size of every `generate` call made so far, in order (tests and benchmarks read it)."""
         self.identity_source: str | None = None
         """When set, names the weights in `identity()` in place of path and fingerprint
         (built-in models whose cache folder may live anywhere)."""
         self.conversion_s: float | None = None
         """Seconds spent converting the weights when this target was built (None: no conversion)."""
         self._fingerprint = fingerprint
-        self._dtype = dtype or str(getattr(model, "dtype", "")).removeprefix("torch.")
-        self._tok_lock = threading.Lock()  # Rust tokenizers raise "Already borrowed" across threads
-        self._queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Queue] = (
-            weakref.WeakKeyDictionary())
-        self._queues_lock = threading.Lock()
-        self._executor: ThreadPoolExecutor | None = None
-        self._seq = 0
+        self.dtype = dtype or str(getattr(model, "dtype", "")).removeprefix("torch.")
+        """The weights' dtype name (e.g. float32); part of `identity()`."""
+        self.tokenizer_lock = threading.Lock()
+        """Held around every tokenizer use: Rust tokenizers raise "Already borrowed" when two
+        threads use one at once (the loop renders while the worker thread decodes)."""
+        self.batcher: MicroBatcher[GenerationRequest, Reply] = MicroBatcher(
+            self.generate_batch, max_size=self.batch_size, key=self.batch_key,
+            length=lambda request: len(request.ids), thread_name="mtmcs-hf",
+            label=lambda: f"{self.spec} ({self.source}): generate")
+        """Cuts `respond` calls into `generate` batches on one worker thread."""
         tokenizer.padding_side = "left"
         self.pad_id = tokenizer.pad_token_id
         if self.pad_id is None:
@@ -175,13 +175,18 @@ class HFCausalLMTarget(Target):
                    else {"source": self.source, "fingerprint": self._fingerprint})
         return json.dumps({
             "kind": "hf-causal-lm", **weights,
-            "dtype": self._dtype, "device": str(getattr(self.model, "device", "cpu")).split(":")[0],
+            "dtype": self.dtype, "device": str(getattr(self.model, "device", "cpu")).split(":")[0],
             "transformers": transformers.__version__,
             "decoding": DECODING_VERSION, "stop_ids": self.stop_ids,
         }, sort_keys=True)
 
+    @property
+    def batch_sizes(self) -> list[int]:
+        """Size of every `generate` call made so far, in order (tests and benchmarks read it)."""
+        return self.batcher.batch_sizes
+
     def describe(self) -> str:
-        return f"{self.spec} ({self.source}, {self._dtype}, batch {self.batch_size})"
+        return f"{self.spec} ({self.source}, {self.dtype}, batch {self.batch_size})"
 
     def _stop_ids(self) -> list[int]:
         ids: set[int] = set()
@@ -198,101 +203,44 @@ class HFCausalLMTarget(Target):
     def render_prompt(self, conversation: Conversation) -> str:
         """The exact prompt text the model sees: the chat template with a generation prompt."""
         messages = [{"role": m.role, "content": m.text} for m in conversation]
-        with self._tok_lock:
+        with self.tokenizer_lock:
             return str(self.tokenizer.apply_chat_template(messages, tokenize=False,
                                                           add_generation_prompt=True))
 
-    def _encode(self, prompt: str) -> list[int]:
-        with self._tok_lock:
+    def encode(self, prompt: str) -> list[int]:
+        """Token ids of a rendered prompt (no special tokens added: the template has them)."""
+        with self.tokenizer_lock:
             return list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
     # -- async front end ------------------------------------------------------------------------
 
-    async def respond(self, conversation: Conversation, params: GenParams) -> Reply:
+    def build_request(self, conversation: Conversation, params: GenParams) -> GenerationRequest:
+        """Render and tokenize on the caller's loop; TargetError when the template refuses."""
         try:
             prompt = self.render_prompt(conversation)
-            ids = self._encode(prompt)
+            ids = self.encode(prompt)
         except Exception as exc:  # a template that rejects this conversation (e.g. role order)
             raise TargetError(f"{self.spec}: cannot render the conversation with the model's "
                               f"chat template: {type(exc).__name__}: {exc}") from exc
-        loop = asyncio.get_running_loop()
-        queue = self._queue(loop)
-        self._seq += 1
-        request = _Request(ids, prompt, params, loop.create_future(), self._seq)
-        queue.pending.append(request)
-        if queue.drain is None or queue.drain.done():
-            queue.drain = loop.create_task(self._drain(queue))
-        return await request.future
+        return GenerationRequest(ids, prompt, params)
+
+    def batch_key(self, request: GenerationRequest) -> object:
+        """Requests with equal keys may share a `generate` call: here, equal params."""
+        return request.params
+
+    async def respond(self, conversation: Conversation, params: GenParams) -> Reply:
+        return await self.batcher.call(self.build_request(conversation, params))
 
     async def respond_many(self, conversations: Sequence[Conversation],
                            params: GenParams) -> list[Reply]:
         """All conversations at once, so they share batches."""
         return list(await asyncio.gather(*(self.respond(c, params) for c in conversations)))
 
-    def _queue(self, loop: asyncio.AbstractEventLoop) -> _Queue:
-        with self._queues_lock:
-            queue = self._queues.get(loop)
-            if queue is None:
-                queue = self._queues[loop] = _Queue()
-            return queue
-
-    async def _drain(self, queue: _Queue) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            # Let calls fired in the same burst reach the queue before cutting a batch: yield
-            # while the queue keeps growing and the batch is not full.
-            for _ in range(8):
-                before = len(queue.pending)
-                if before >= self.batch_size:
-                    break
-                await asyncio.sleep(0)
-                if len(queue.pending) == before:
-                    break
-            queue.pending = [r for r in queue.pending if not r.future.done()]  # drop cancelled
-            if not queue.pending:
-                return
-            batch = self._take_batch(queue)
-            try:
-                replies = await loop.run_in_executor(self._worker(), self._generate_batch, batch)
-            except Exception as exc:  # noqa: BLE001 - every failure must reach the callers
-                err = exc if isinstance(exc, TargetError) else TargetError(
-                    f"{self.spec}: generate failed for a batch of {len(batch)} "
-                    f"({self.source}): {type(exc).__name__}: {exc}")
-                for r in batch:
-                    if not r.future.done():
-                        r.future.set_exception(err)
-                continue
-            self.batch_sizes.append(len(batch))
-            for r, reply in zip(batch, replies, strict=True):
-                if not r.future.done():
-                    r.future.set_result(reply)
-
-    def _take_batch(self, queue: _Queue) -> list[_Request]:
-        """The oldest request plus up to batch_size-1 others with equal params, close in length.
-
-        With more candidates than fit, the window of similar prompt lengths around the oldest
-        request is chosen, which keeps left-padding (wasted compute) small; the oldest request
-        is always served, so nothing starves.
-        """
-        oldest = queue.pending[0]
-        same = [r for r in queue.pending if r.params == oldest.params]
-        if len(same) > self.batch_size:
-            same.sort(key=lambda r: (len(r.ids), r.seq))
-            i = same.index(oldest)
-            lo = max(0, min(i - self.batch_size // 2, len(same) - self.batch_size))
-            same = same[lo:lo + self.batch_size]
-        chosen = {id(r) for r in same}
-        queue.pending = [r for r in queue.pending if id(r) not in chosen]
-        return same
-
-    def _worker(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mtmcs-hf")
-        return self._executor
-
     # -- generation (worker thread) -------------------------------------------------------------
 
-    def _generate_batch(self, batch: list[_Request]) -> list[Reply]:
+    def generate_batch(self, batch: list[GenerationRequest]) -> list[Reply]:
+        """One left-padded `generate` for the batch: a reply per request, in order (blocking:
+        the batcher runs it on its worker thread)."""
         import torch
         from transformers import GenerationConfig, LogitsProcessorList
 
@@ -309,9 +257,9 @@ class HFCausalLMTarget(Target):
             eos_token_id=self.stop_ids, pad_token_id=self.pad_id)
         processors = LogitsProcessorList()
         if params.temperature > 0:
-            # Greedy over a one-hot produced by per-row seeded sampling: see _RowSampler.
+            # Greedy over a one-hot produced by per-row seeded sampling: see row_sampler.
             seed = "" if params.seed is None else f"\x00seed={params.seed}"
-            processors.append(_row_sampler(params.temperature,
+            processors.append(row_sampler(params.temperature,
                                            [prompt_seed(r.prompt + seed) for r in batch]))
         device = getattr(self.model, "device", None)
         start = time.perf_counter()
@@ -325,19 +273,18 @@ class HFCausalLMTarget(Target):
         replies = []
         for r, tokens in zip(batch, new, strict=True):
             n = next((i + 1 for i, t in enumerate(tokens) if t in stops), len(tokens))
-            with self._tok_lock:
+            with self.tokenizer_lock:
                 text = self.tokenizer.decode(tokens[:n], skip_special_tokens=True)
             replies.append(Reply(text=text.strip(), prompt_tokens=len(r.ids), completion_tokens=n,
                                  latency_s=elapsed))
         return replies
 
     async def aclose(self) -> None:
-        executor, self._executor = self._executor, None
-        if executor is not None:  # waits for a batch in flight, off the event loop
-            await asyncio.to_thread(executor.shutdown, True)
+        """Fail calls still waiting, stop the worker thread after the batch in flight."""
+        await self.batcher.aclose()
 
 
-def _row_sampler(temperature: float, seeds: list[int]) -> Any:
+def row_sampler(temperature: float, seeds: list[int]) -> Any:
     """A logits processor that samples each row with its own generator and returns a one-hot.
 
     HF's own sampling draws the whole batch from one global RNG, which would make a reply depend
@@ -363,7 +310,7 @@ def _row_sampler(temperature: float, seeds: list[int]) -> Any:
 
 def load(source: str, options: TargetOptions, *, dtype: str = "float32") -> HFCausalLMTarget:
     """Load a causal LM and its tokenizer from a local folder or hub id into a target."""
-    _require_transformers()
+    require_transformers()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -373,7 +320,8 @@ def load(source: str, options: TargetOptions, *, dtype: str = "float32") -> HFCa
         tokenizer = AutoTokenizer.from_pretrained(source, **offline)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype), **offline)
     except Exception as exc:  # OSError, ValueError, hub errors, shape mismatches: all mean "bad spec"
-        where = f"model folder {source}" if is_local else f"{source!r} (neither a local folder nor a loadable hub id)"
+        where = (f"model folder {source}" if is_local
+                 else f"{source!r} (neither a local folder nor a loadable hub id)")
         raise SpecError(f"hf: cannot load {where}: {exc}; {FOLDER_CONTENTS}") from exc
     if not getattr(tokenizer, "chat_template", None):
         raise SpecError(f"hf: {source} has no chat template (tokenizer_config.json 'chat_template' "
@@ -389,7 +337,7 @@ def resolve_source(source: str) -> tuple[str, bool, str, dict[str, bool]]:
     """(source, is it a local folder, the folder's fingerprint, from_pretrained's offline
     kwargs) of a model spec: a local folder is checked, resolved and never goes online."""
     local = Path(source).expanduser()
-    is_local = local.exists() or not _HUB_ID.match(source)
+    is_local = local.exists() or not HUB_ID.match(source)
     fingerprint = ""
     if is_local:
         check_model_folder(local)
@@ -397,24 +345,3 @@ def resolve_source(source: str) -> tuple[str, bool, str, dict[str, bool]]:
         source = str(local)
         fingerprint = _folder_fingerprint(local)
     return source, is_local, fingerprint, ({"local_files_only": True} if is_local else {})
-
-
-def from_spec(rest: str, options: TargetOptions) -> HFCausalLMTarget:
-    """Factory for `hf:PATH` (a save_pretrained folder; a hub id also works if reachable).
-
-    Image-text-to-text checkpoints get an `hf_vision.HFVisionTarget`, others this module's
-    text-only target. `options.device` / `options.dtype` are validated first (SpecError naming
-    the allowed values) and honoured by both.
-    """
-    if not rest.strip():
-        raise SpecError(f"hf: needs a model folder, e.g. hf:/path/to/model; {FOLDER_CONTENTS}")
-    # hf_vision imports this module, so it cannot be imported at module level.
-    from pytest_mtmcs.targets import hf_vision
-
-    source = rest.strip()
-    device, dtype = hf_vision.placement(options, source)
-    if hf_vision.is_image_text_to_text(source):
-        return hf_vision.load_vision(source, options)
-    target = load(source, options, dtype=dtype)
-    target.model.to(device)  # load() picks the GPU whenever there is one; the option decides
-    return target

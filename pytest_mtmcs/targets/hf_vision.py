@@ -1,9 +1,10 @@
 """`hf:PATH` for image-text-to-text checkpoints (Gemma 3, Mllama, LLaVA, Qwen-VL, ...).
 
-`hf.from_spec` builds an `HFVisionTarget` when the config is a vision-language model (it has a
+`hf_spec.from_spec` builds an `HFVisionTarget` when the config is a vision-language model (it has a
 `vision_config`, or `AutoModelForImageTextToText` maps its `model_type`). It subclasses the
-text-only `HFCausalLMTarget` and reuses its micro-batcher, stop tokens and per-row seeded
-sampler; only prompt building and the `generate` call differ.
+text-only `HFCausalLMTarget` and reuses its micro-batcher (`batching.MicroBatcher`, with its
+one error policy), stop tokens and per-row seeded sampler; only prompt building, the batch key
+and the `generate` call differ.
 
 Prompts. Each message becomes Hugging Face processor parts (`{"type": "image"}`,
 `{"type": "text", "text": ...}`) in the order our `Message` holds them, rendered by the
@@ -32,7 +33,6 @@ any video sub-processor left out. If that fails too, a SpecError says why both f
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import io
 import json
@@ -46,16 +46,15 @@ from pytest_mtmcs.chat import Conversation, GenParams, ImageRef, Reply, TextPart
 from pytest_mtmcs.errors import DataError, SpecError, TargetError
 from pytest_mtmcs.targets.base import TargetOptions
 from pytest_mtmcs.targets.hf import (
-    _HUB_ID,
     FOLDER_CONTENTS,
+    HUB_ID,
+    GenerationRequest,
     HFCausalLMTarget,
-    _Queue,
-    _Request,
-    _require_transformers,
-    _row_sampler,
     configure_threads,
     prompt_seed,
+    require_transformers,
     resolve_source,
+    row_sampler,
 )
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -109,7 +108,7 @@ def checkpoint_dtype(source: str) -> str | None:
 def placement(options: TargetOptions, source: str) -> tuple[str, str]:
     """(device, dtype) to load `source` with: validated, with `auto` resolved (see the module doc)."""
     check_options(options)
-    _require_transformers()
+    require_transformers()
     device = resolve_device(options.device)
     dtype = options.dtype.strip()
     if dtype == "auto":
@@ -126,7 +125,7 @@ def is_image_text_to_text(source: str) -> bool:
     causal-LM loader reports the problem in its usual words.
     """
     local = Path(source).expanduser()
-    if local.exists() or not _HUB_ID.match(source):
+    if local.exists() or not HUB_ID.match(source):
         config = _read_json(local / "config.json")
         model_type = config.get("model_type")
     else:
@@ -134,7 +133,7 @@ def is_image_text_to_text(source: str) -> bool:
             from transformers import AutoConfig
 
             auto = AutoConfig.from_pretrained(source)
-        except Exception:  # noqa: BLE001 - the causal loader raises the proper SpecError
+        except Exception:
             return False
         config = {"vision_config": getattr(auto, "vision_config", None)}
         model_type = getattr(auto, "model_type", None)
@@ -155,8 +154,10 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 # -- the target -----------------------------------------------------------------------------------
 
-@dataclass
-class _VisionRequest(_Request):
+@dataclass(frozen=True)
+class VisionRequest(GenerationRequest):
+    """A rendered prompt and the images its placeholders stand for."""
+
     images: list[Any] = field(default_factory=list)
     """Decoded PIL images, in the order their placeholders appear in `prompt`."""
     seed_key: str = ""
@@ -184,7 +185,7 @@ class HFVisionTarget(HFCausalLMTarget):
         return json.dumps(record, sort_keys=True)
 
     def describe(self) -> str:
-        return f"{self.spec} ({self.source}, image-text-to-text, {self._dtype}, batch {self.batch_size})"
+        return f"{self.spec} ({self.source}, image-text-to-text, {self.dtype}, batch {self.batch_size})"
 
     # -- prompts ----------------------------------------------------------------------------------
 
@@ -217,49 +218,42 @@ class HFVisionTarget(HFCausalLMTarget):
 
     def _render(self, messages: list[dict[str, Any]]) -> str:
         owner = self.processor if getattr(self.processor, "chat_template", None) else self.tokenizer
-        with self._tok_lock:
+        with self.tokenizer_lock:
             return str(owner.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
 
     # -- async front end --------------------------------------------------------------------------
 
-    async def respond(self, conversation: Conversation, params: GenParams) -> Reply:
+    def build_request(self, conversation: Conversation, params: GenParams) -> VisionRequest:
+        """Render, tokenize and decode the images on the caller's loop; TargetError when the
+        template refuses the conversation, DataError when an image cannot be decoded."""
         messages, refs = self.chat_messages(conversation)
         try:
             prompt = self._render(messages)
-            ids = self._encode(prompt)  # unexpanded: only orders batches by length
+            ids = self.encode(prompt)  # unexpanded: only orders batches by length
         except Exception as exc:  # a template that rejects this conversation (e.g. role order)
             raise TargetError(f"{self.spec}: cannot render the conversation with the model's "
                               f"chat template: {type(exc).__name__}: {exc}") from exc
         images = [_open_image(ref) for ref in refs]
         seed_key = prompt + "".join(f"\x00image={ref.digest()}" for ref in refs)
-        loop = asyncio.get_running_loop()
-        queue = self._queue(loop)
-        self._seq += 1
-        request = _VisionRequest(ids, prompt, params, loop.create_future(), self._seq,
-                                 images=images, seed_key=seed_key)
-        queue.pending.append(request)
-        if queue.drain is None or queue.drain.done():
-            queue.drain = loop.create_task(self._drain(queue))
-        return await request.future
+        return VisionRequest(ids, prompt, params, images=images, seed_key=seed_key)
 
-    def _take_batch(self, queue: _Queue) -> list[_Request]:
-        """The base policy, restricted to requests with as many images as the oldest one."""
-        count = _image_count(queue.pending[0])
-        batch = super()._take_batch(_Queue([r for r in queue.pending if _image_count(r) == count]))
-        chosen = {id(r) for r in batch}
-        queue.pending = [r for r in queue.pending if id(r) not in chosen]
-        return batch
+    def batch_key(self, request: GenerationRequest) -> object:
+        """Equal params AND image count: text-only and image prompts never share a batch."""
+        images = request.images if isinstance(request, VisionRequest) else []
+        return request.params, len(images)
 
     # -- generation (worker thread) ---------------------------------------------------------------
 
-    def _generate_batch(self, batch: list[_Request]) -> list[Reply]:
+    def generate_batch(self, batch: list[GenerationRequest]) -> list[Reply]:
+        """One `generate` through the processor (it left-pads and expands image placeholders):
+        a reply per request, in order (blocking: runs on the batcher's worker thread)."""
         import torch
         from transformers import GenerationConfig, LogitsProcessorList
 
-        requests = [r for r in batch if isinstance(r, _VisionRequest)]
+        requests = [r for r in batch if isinstance(r, VisionRequest)]
         params = requests[0].params
         extra = {"images": [r.images for r in requests]} if requests[0].images else {}
-        with self._tok_lock:
+        with self.tokenizer_lock:
             inputs = self.processor(text=[r.prompt for r in requests], padding=True,
                                     add_special_tokens=False, return_tensors="pt", **extra)
         inputs = inputs.to(self.model.device, dtype=self.model.dtype)  # casts only float tensors
@@ -269,7 +263,7 @@ class HFVisionTarget(HFCausalLMTarget):
         processors = LogitsProcessorList()
         if params.temperature > 0:
             seed = "" if params.seed is None else f"\x00seed={params.seed}"
-            processors.append(_row_sampler(params.temperature,
+            processors.append(row_sampler(params.temperature,
                                            [prompt_seed(r.seed_key + seed) for r in requests]))
         start = time.perf_counter()
         with torch.inference_mode():
@@ -281,15 +275,11 @@ class HFVisionTarget(HFCausalLMTarget):
         replies = []
         for tokens, n_prompt in zip(out[:, width:].tolist(), prompt_tokens, strict=True):
             n = next((i + 1 for i, t in enumerate(tokens) if t in stops), len(tokens))
-            with self._tok_lock:
+            with self.tokenizer_lock:
                 text = self.tokenizer.decode(tokens[:n], skip_special_tokens=True)
             replies.append(Reply(text=text.strip(), prompt_tokens=int(n_prompt),
                                  completion_tokens=n, latency_s=elapsed))
         return replies
-
-
-def _image_count(request: _Request) -> int:
-    return len(request.images) if isinstance(request, _VisionRequest) else 0
 
 
 def _open_image(ref: ImageRef) -> Any:
@@ -311,12 +301,13 @@ def load_processor(source: str, **offline: Any) -> Any:
     from transformers import AutoProcessor
 
     try:
-        processor = AutoProcessor.from_pretrained(source, **offline)
+        processor = AutoProcessor.from_pretrained(  # type: ignore[no-untyped-call]
+            source, **offline)
         if getattr(processor, "image_processor", None) is not None:
             return processor
         auto_error: Exception = ValueError(
             f"it found no image processor (got a {type(processor).__name__})")
-    except Exception as exc:  # noqa: BLE001 - try the torchvision-free rebuild next
+    except Exception as exc:
         auto_error = exc
     try:
         return pil_processor(source, **offline)
@@ -352,12 +343,12 @@ def pil_processor(source: str, **offline: Any) -> Any:
                 else saved.get("chat_template") or getattr(tokenizer, "chat_template", None))
     extras = {k: v for k, v in saved.items()
               if k != "processor_class" and not k.endswith(("_processor", "tokenizer", "extractor"))}
-    processor_cls = _image_only(getattr(transformers, proc_name))
+    processor_cls = without_video_processor(getattr(transformers, proc_name))
     return processor_cls(image_processor=image_processor, tokenizer=tokenizer,
                          chat_template=template, **extras)
 
 
-def _image_only(processor_cls: Any) -> Any:
+def without_video_processor(processor_cls: Any) -> Any:
     """A subclass of `processor_cls` whose __init__ has no video sub-processor.
 
     ProcessorMixin derives its sub-processors from the __init__ signature and type-checks each;
@@ -392,14 +383,15 @@ def load_vision(source: str, options: TargetOptions) -> HFVisionTarget:
         model = AutoModelForImageTextToText.from_pretrained(
             source, dtype=getattr(torch, dtype), **offline)
     except Exception as exc:  # OSError, ValueError, shape mismatches: all mean "bad spec"
-        where = f"model folder {source}" if is_local else f"{source!r} (neither a local folder nor a loadable hub id)"
+        where = (f"model folder {source}" if is_local
+                 else f"{source!r} (neither a local folder nor a loadable hub id)")
         raise SpecError(f"hf: cannot load the image-text-to-text {where}: {exc}; "
                         f"{FOLDER_CONTENTS}, plus the processor files") from exc
     if not (getattr(processor, "chat_template", None)
             or getattr(processor.tokenizer, "chat_template", None)):
         raise SpecError(f"hf: {source} has no chat template (chat_template.jinja or the "
                         f"processor's/tokenizer's 'chat_template'); {FOLDER_CONTENTS}")
-    model.eval()
+    model.eval()  # type: ignore[no-untyped-call]
     model.to(device)  # type: ignore[arg-type]
     return HFVisionTarget(model, processor, source=source, options=options,
                           fingerprint=fingerprint, dtype=dtype)

@@ -14,6 +14,7 @@ prints `READY http://127.0.0.1:PORT/v1` once listening and stops on SIGTERM/SIGI
 Calls are numbered 0, 1, 2, ... in arrival order (since start or the last `reset()`); fault
 schedules and `hold_after` refer to these numbers. One thread per connection, HTTP/1.1
 keep-alive, a deep listen backlog: 64+ concurrent slow calls cost threads that sleep, not CPU.
+Here: the public class and what a chat call answers; HTTP and connections: `transport`.
 """
 
 from __future__ import annotations
@@ -23,26 +24,20 @@ import hashlib
 import json
 import random
 import signal
-import socket
-import struct
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from socketserver import TCPServer
 from typing import IO, TYPE_CHECKING, Any, cast
 
 from pytest_mtmcs.testing.faults import FAULT_KINDS, FaultKind, FaultPlan
+from pytest_mtmcs.testing.transport import HOST, Abort, MockHTTPServer, Send, check_host
 from pytest_mtmcs.testing.wire import (
     FAULT_ANSWERS,
     MALFORMED_BODY,
     ReplyFn,
     chat_completion,
     default_reply,
-    error,
-    model_entry,
 )
 
 if TYPE_CHECKING:
@@ -50,10 +45,6 @@ if TYPE_CHECKING:
 
 __all__ = ["FAULT_KINDS", "FaultKind", "FaultPlan", "MockOpenAIServer", "RecordedCall", "default_reply",
            "main"]
-
-_HOST = "127.0.0.1"
-_ALLOWED_HOSTS = ("127.0.0.1", "localhost")
-_MAX_BODY = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -75,169 +66,6 @@ class RecordedCall:
     """Call number since start or the last reset."""
     fault: FaultKind | None = None
     """The injected fault, if any."""
-
-
-class _Abort(Exception):
-    """Close the connection without an answer."""
-
-
-def _check_host(host: str) -> str:
-    if host not in _ALLOWED_HOSTS:
-        raise ValueError(f"MockOpenAIServer binds only to the loopback interface; host {host!r} is "
-                         f"not allowed (allowed: {', '.join(_ALLOWED_HOSTS)})")
-    return _HOST
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: every answer carries Content-Length
-    server_version = "MockOpenAI/1.0"
-    sys_version = ""
-    disable_nagle_algorithm = True
-    server: _HTTPServer
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet: no stderr line per request
-        pass
-
-    def _route(self) -> None:
-        mock, method = self.server.mock, self.command
-        try:
-            if mock.down:
-                raise _Abort
-            path = self.path.split("?", 1)[0].rstrip("/")
-            raw = self._read_body()
-            if method == "POST" and path == "/v1/chat/completions":
-                self._chat(mock, raw)
-            elif method == "GET" and path in ("/v1/models", f"/v1/models/{mock.model_name}"):
-                model = model_entry(mock.model_name)
-                self._send(200, model if path != "/v1/models" else {"object": "list", "data": [model]})
-            else:
-                self._send(404, error(f"Invalid URL ({method} {path})", "invalid_request_error",
-                                       "unknown_url"))
-        except (_Abort, OSError):
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _route
-
-    def _read_body(self) -> bytes:
-        try:
-            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-                chunks = []
-                while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                    chunks.append(self.rfile.read(size))
-                    self.rfile.readline()
-                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                    pass  # trailers
-                return b"".join(chunks)
-            length = int(self.headers.get("Content-Length", "0"))
-        except ValueError:
-            raise _Abort from None  # framing lost: the connection cannot be reused
-        if not 0 <= length <= _MAX_BODY:
-            raise _Abort
-        return self.rfile.read(length) if length else b""
-
-    def _chat(self, mock: MockOpenAIServer, raw: bytes) -> None:
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            body = None
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        call = mock._begin(body if isinstance(body, dict) else {}, headers, raw)
-        status, completed = 0, False
-        try:
-            if not mock._wait_hold(call) or mock._stopping.wait(mock._delay()):
-                raise _Abort
-            if call.fault == "hang":
-                mock._stopping.wait(call.plan.hang_s if call.plan else 0.0)
-                raise _Abort
-            if call.fault == "drop":
-                raise _Abort
-            if call.fault == "malformed":
-                status, payload, extra = 200, MALFORMED_BODY, {}
-            elif call.fault is not None:
-                status, err = FAULT_ANSWERS[call.fault]
-                if call.fault == "http_401":  # echo the key, as careless servers do
-                    key = headers.get("authorization", "").partition(" ")[2]
-                    err = {"error": {**err["error"], "message": err["error"]["message"].format(key=key)}}
-                payload = json.dumps(err).encode()
-                ra = call.plan.retry_after_s if call.plan else 1.0
-                extra = {"Retry-After": f"{ra:g}"} if call.fault == "http_429" else {}
-            else:
-                status, answer = chat_completion(body, mock._reply, mock.model_name, call.index)
-                payload, extra = json.dumps(answer).encode(), {}
-            completed = self._send(status, payload, extra,
-                                   on_last_write=lambda: mock._mark_answered(call, status))
-        finally:
-            mock._finish(call, status, completed)
-
-    def _send(self, status: int, payload: dict[str, Any] | bytes, extra: Mapping[str, str] = {},
-              on_last_write: Callable[[], None] | None = None) -> bool:
-        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        lines = [f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}",
-                 f"Server: {self.server_version}", f"Date: {self.date_time_string()}",
-                 "Content-Type: application/json", f"Content-Length: {len(data)}"]
-        lines += [f"{k}: {v}" for k, v in extra.items()]
-        if self.close_connection:
-            lines.append("Connection: close")
-        if on_last_write is not None:
-            on_last_write()
-        # One write for head and body: no Nagle/delayed-ACK stall between two small segments.
-        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + data)
-        return True
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False  # stop() closes connections itself; idle keep-alives would block join
-    request_queue_size = 2048  # the default 5 resets connections under a burst of clients
-
-    def __init__(self, port: int, mock: MockOpenAIServer) -> None:
-        self.mock = mock
-        self.conns: set[socket.socket] = set()
-        self.conns_cv = threading.Condition()
-        self.opened = 0
-        super().__init__((_HOST, port), _Handler)
-
-    def server_bind(self) -> None:
-        _check_host(str(self.server_address[0]))
-        TCPServer.server_bind(self)
-        self.server_name, self.server_port = _HOST, int(self.server_address[1])  # no getfqdn lookup
-
-    def verify_request(self, request: Any, client_address: Any) -> bool:
-        if self.mock.down:  # refused-like: reset the fresh connection
-            request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            return False
-        return True
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self.conns_cv:
-            self.conns.add(request)
-            self.opened += 1
-        super().process_request(request, client_address)
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            with self.conns_cv:
-                self.conns.discard(request)
-                self.conns_cv.notify_all()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], OSError):  # clients hanging up are normal here
-            super().handle_error(request, client_address)
-
-    def close_connections(self, wait_s: float = 0.0) -> None:
-        with self.conns_cv:
-            for conn in list(self.conns):
-                try:
-                    conn.shutdown(socket.SHUT_RDWR)  # wakes a handler blocked in recv
-                except OSError:
-                    pass
-            self.conns_cv.wait_for(lambda: not self.conns, timeout=wait_s)
 
 
 @dataclass
@@ -270,11 +98,11 @@ class MockOpenAIServer:
     """
 
     def __init__(self, reply: ReplyFn | None = None, latency_s: float = 0.0, jitter_s: float = 0.0,
-                 faults: FaultPlan | None = None, model_name: str = "mock", *, host: str = _HOST,
+                 faults: FaultPlan | None = None, model_name: str = "mock", *, host: str = HOST,
                  port: int = 0, log_path: str | None = None, record_calls: bool = True) -> None:
         """`log_path`: append one JSON line per finished call; `record_calls=False` keeps no
         bodies in memory (`calls` stays empty; counters, faults and holds still work)."""
-        _check_host(host)
+        check_host(host)
         if latency_s < 0 or jitter_s < 0:
             raise ValueError(f"latency_s and jitter_s must be >= 0, got {latency_s!r}, {jitter_s!r}")
         self._reply: ReplyFn = reply or default_reply
@@ -291,7 +119,7 @@ class MockOpenAIServer:
         self._hold_at: int | None = None
         self.down = False
         """True while `set_down(True)` is in force."""
-        self._httpd: _HTTPServer | None = None
+        self._httpd: MockHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._log: IO[str] | None = None
 
@@ -302,8 +130,8 @@ class MockOpenAIServer:
             return self
         self._stopping.clear()
         if self._log_path:
-            self._log = open(self._log_path, "a", encoding="utf-8")  # noqa: SIM115 - closed in stop
-        self._httpd = _HTTPServer(self._port, self)
+            self._log = open(self._log_path, "a", encoding="utf-8")
+        self._httpd = MockHTTPServer(self._port, _Backend(self))
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                         name=f"mock-openai-{self.port}", daemon=True)
         self._thread.start()
@@ -344,7 +172,7 @@ class MockOpenAIServer:
     @property
     def base_url(self) -> str:
         """`http://127.0.0.1:PORT/v1`, for `openai.AsyncOpenAI(base_url=...)`."""
-        return f"http://{_HOST}:{self.port}/v1"
+        return f"http://{HOST}:{self.port}/v1"
 
     @property
     def connections_opened(self) -> int:
@@ -480,6 +308,55 @@ class MockOpenAIServer:
                     "finished_at": time.time(), "status": status, "completed": completed,
                     "fault": call.fault}) + "\n")
                 self._log.flush()
+
+class _Backend:
+    """The mock model behind the HTTP layer (a `ChatBackend`): per chat call, the hold, the
+    latency, then the fault or the reply, all recorded in `mock`'s call log."""
+
+    def __init__(self, mock: MockOpenAIServer) -> None:
+        self.mock = mock
+
+    @property
+    def down(self) -> bool:
+        return self.mock.down
+
+    @property
+    def model_name(self) -> str:
+        return self.mock.model_name
+
+    def chat(self, raw: bytes, headers: dict[str, str], send: Send) -> None:
+        mock = self.mock
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        call = mock._begin(body if isinstance(body, dict) else {}, headers, raw)
+        status, completed = 0, False
+        try:
+            if not mock._wait_hold(call) or mock._stopping.wait(mock._delay()):
+                raise Abort
+            if call.fault == "hang":
+                mock._stopping.wait(call.plan.hang_s if call.plan else 0.0)
+                raise Abort
+            if call.fault == "drop":
+                raise Abort
+            if call.fault == "malformed":
+                status, payload, extra = 200, MALFORMED_BODY, {}
+            elif call.fault is not None:
+                status, err = FAULT_ANSWERS[call.fault]
+                if call.fault == "http_401":  # echo the key, as careless servers do
+                    key = headers.get("authorization", "").partition(" ")[2]
+                    err = {"error": {**err["error"], "message": err["error"]["message"].format(key=key)}}
+                payload = json.dumps(err).encode()
+                ra = call.plan.retry_after_s if call.plan else 1.0
+                extra = {"Retry-After": f"{ra:g}"} if call.fault == "http_429" else {}
+            else:
+                status, answer = chat_completion(body, mock._reply, mock.model_name, call.index)
+                payload, extra = json.dumps(answer).encode(), {}
+            completed = send(status, payload, extra,
+                             on_last_write=lambda: mock._mark_answered(call, status))
+        finally:
+            mock._finish(call, status, completed)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -71,7 +71,7 @@ def chat_completion(body: object, reply: ReplyFn, model: str, index: int) -> tup
         text = reply(body)
         if not isinstance(text, str):
             raise TypeError(f"returned {type(text).__name__}, expected str")
-    except Exception as exc:  # noqa: BLE001 - the test author's callable: tell the client what went wrong
+    except Exception as exc:
         return 500, error(f"MockOpenAIServer reply callable raised {type(exc).__name__}: {exc}",
                           "server_error", "mock_reply_error")
     words, finish = text.split(), "stop"

@@ -1,4 +1,4 @@
-"""The HTML report (`pytest_mtmcs.html_report`) opened in headless Chromium, offline.
+"""The HTML report (`pytest_mtmcs.reporting.html`) opened in headless Chromium, offline.
 
 Chromium is the OS package (`apt-get install chromium`; .ci/run installs it). It is driven over
 the DevTools protocol on a pipe (`--remote-debugging-pipe`: NUL-terminated JSON on fds 3 and 4)
@@ -35,10 +35,16 @@ from _runs import run_mtmcs
 from PIL import Image, ImageStat
 
 from pytest_mtmcs.errors import GuardrailUnavailable
-from pytest_mtmcs.html_report import render_html, write_html
-from pytest_mtmcs.metrics import evaluate_gates, summarize
-from pytest_mtmcs.records import DialogueRecord, JudgeRecord, TurnRecord, Verdict
-from pytest_mtmcs.report import RunReport, clip_middle
+from pytest_mtmcs.reporting.html import render_html, write_html
+from pytest_mtmcs.reporting.report import RunReport
+from pytest_mtmcs.reporting.terminal import clip_middle
+from pytest_mtmcs.scoring.metrics import evaluate_gates, summarize
+from pytest_mtmcs.scoring.records import (
+    DialogueRecord,
+    JudgeRecord,
+    TurnRecord,
+    Verdict,
+)
 
 SCRIPT = "MM0 r1 turn <script>alert(1)</script> & friends"
 REPLY = "Sure <b>here</b> & <img src=x onerror=alert(2)> you go."

@@ -89,7 +89,7 @@ def run_everything_on(name: str, sandbox: Path, data: Path, url: str, key: str, 
     if transcripts:
         args += ["--mtmcs-save-transcripts", f"--log-file={out / 'pytest.log'}",
                  "--log-file-level=DEBUG", "--log-level=DEBUG"]
-    if importlib.util.find_spec("pytest_mtmcs.html_report") and importlib.util.find_spec("matplotlib"):
+    if importlib.util.find_spec("pytest_mtmcs.reporting.html") and importlib.util.find_spec("matplotlib"):
         args.append(f"--mtmcs-html={out / 'report.html'}")
     if importlib.util.find_spec("syrupy"):
         args += ["--mtmcs-snapshot", "--snapshot-update", f"--mtmcs-snapshot-dir={out / 'snapshots'}"]

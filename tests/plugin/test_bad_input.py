@@ -91,7 +91,7 @@ def test_duplicate_row_id(pytester: pytest.Pytester, tmp_path: Path) -> None:
 
 
 def test_small_dataset_builder_roundtrip(tmp_path: Path) -> None:
-    from pytest_mtmcs.bench import DataSelection, load_cases
+    from pytest_mtmcs.dataset import DataSelection, load_cases
 
     data = small_dataset(tmp_path / "ds", 1)
     cases = load_cases(DataSelection(data=str(data)))

@@ -165,7 +165,7 @@ USER_TEST = """
 import json
 from pathlib import Path
 
-from pytest_mtmcs.snapshot import MtmcsSnapshotExtension
+from pytest_mtmcs.reporting.snapshot import MtmcsSnapshotExtension
 
 
 def test_table(snapshot):
@@ -206,7 +206,7 @@ def test_the_extension_in_an_ordinary_syrupy_test(pytester: pytest.Pytester) -> 
 
 
 RESULTS_TEST = """
-from pytest_mtmcs.snapshot import MtmcsSnapshotExtension
+from pytest_mtmcs.reporting.snapshot import MtmcsSnapshotExtension
 
 
 def test_outcomes(mtmcs_results, snapshot):

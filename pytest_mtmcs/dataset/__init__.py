@@ -1,0 +1,127 @@
+"""Benchmark data: the official schema, loaders, and dialogue assembly.
+
+`load_cases(DataSelection(...))` is the one entry point the plugin uses.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from pytest_mtmcs.dataset.cases import Case, Question, assemble, case_id
+from pytest_mtmcs.dataset.loaders import (
+    RowTriple,
+    jsonl_captions,
+    load_hf_dataset,
+    load_jsonl,
+    load_parquet_dir,
+)
+from pytest_mtmcs.dataset.schema import MODALITIES, SPLITS, BenchRow, Modality, Split
+from pytest_mtmcs.errors import DataError
+
+__all__ = ["BenchRow", "Case", "DataSelection", "Question", "case_id", "load_captions", "load_cases"]
+
+
+class DataSelection(BaseModel):
+    """Which data to load and which part of it to run."""
+
+    model_config = ConfigDict(frozen=True)
+    data: str
+    """A parquet snapshot folder, a JSONL file, or a Hugging Face dataset id.
+    Prefix with `parquet:`, `jsonl:` or `datasets:` to force a loader."""
+    splits: tuple[Split, ...] = SPLITS
+    modalities: tuple[Modality, ...] = MODALITIES
+    limit: int | None = None
+    """Keep the first N rows of each split (pairs stay together)."""
+    sample: int | None = None
+    """Keep a random N rows of each split, drawn with `seed` (pairs stay together)."""
+    seed: int = 0
+    captions: str | None = None
+    """Captions JSON (row id -> caption); default: `captions.json` beside the data."""
+    fallback: bool = False
+    """Fill an empty safe_/unsafe_ turn from r1/r3 as the official code does."""
+    rootdir: str = "."
+    """Relative paths are resolved against this directory."""
+
+
+def _resolve(sel: DataSelection) -> tuple[str, Path | str]:
+    kind, _, rest = sel.data.partition(":")
+    if kind in ("parquet", "jsonl", "datasets") and rest:
+        value = rest
+    else:
+        kind, value = "", sel.data
+    path = Path(value) if Path(value).is_absolute() else Path(sel.rootdir) / value
+    if kind == "datasets":
+        return kind, str(path) if path.exists() else value
+    if kind in ("parquet", "jsonl"):
+        if not path.exists():
+            raise DataError("does not exist", file=str(path))
+        return kind, path
+    if path.is_dir():
+        return "parquet", path
+    if path.is_file() and path.suffix in (".jsonl", ".ndjson"):
+        return "jsonl", path
+    if path.exists():
+        raise DataError("expected a folder of parquet files, a .jsonl file, or a Hugging Face "
+                        "dataset id such as ND-25/MCS-bench", file=str(path))
+    if value.count("/") == 1 and not value.startswith((".", "/")):
+        return "datasets", value
+    raise DataError("does not exist; expected a folder of parquet files, a .jsonl file, or a "
+                    "Hugging Face dataset id such as ND-25/MCS-bench", file=str(path))
+
+
+def _rows(kind: str, where: Path | str, split: Split) -> Iterator[RowTriple]:
+    if kind == "parquet":
+        return load_parquet_dir(Path(where), split)
+    if kind == "jsonl":
+        return load_jsonl(Path(where), split)
+    return load_hf_dataset(str(where), split)
+
+
+def load_captions(sel: DataSelection, kind: str, where: Path | str) -> dict[str, str]:
+    """Row id (as a string) -> caption. An explicitly named captions file must exist."""
+    if sel.captions:
+        path = Path(sel.captions)
+        path = path if path.is_absolute() else Path(sel.rootdir) / path
+        if not path.is_file():
+            raise DataError("captions file does not exist", file=str(path))
+    else:
+        base = Path(where) if kind != "jsonl" else Path(where).parent
+        path = base / "captions.json"  # a local `datasets:` folder may carry one too
+        if not path.is_file():
+            return jsonl_captions(Path(where)) if kind == "jsonl" else {}
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"not valid JSON ({exc.msg}, line {exc.lineno})", file=str(path)) from exc
+    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+        raise DataError("expected a JSON object mapping row ids to caption strings", file=str(path))
+    return {str(k): v for k, v in raw.items()}
+
+
+def load_cases(sel: DataSelection) -> list[Case]:
+    """Every selected dialogue, in a stable order: split, row, modality, safe then unsafe."""
+    kind, where = _resolve(sel)
+    captions = load_captions(sel, kind, where)
+    cases: list[Case] = []
+    for split in sel.splits:
+        triples = list(_rows(kind, where, split))
+        seen: dict[int, str] = {}
+        for row, _img, src in triples:
+            if row.id in seen:
+                raise DataError(f"duplicate row id (also in {seen[row.id]})", file=src, row=row.id,
+                                field="id")
+            seen[row.id] = src
+        if sel.sample is not None and sel.sample < len(triples):
+            picked = sorted(random.Random(sel.seed).sample(range(len(triples)), sel.sample))
+            triples = [triples[i] for i in picked]
+        if sel.limit is not None:
+            triples = triples[: sel.limit]
+        for row, image, src in triples:
+            cases += assemble(row, split, image=image, caption=captions.get(str(row.id)), source=src,
+                              fallback=sel.fallback, modalities=sel.modalities)
+    return cases

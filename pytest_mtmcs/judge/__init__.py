@@ -1,1 +1,0 @@
-"""Judges of assistant replies: refusal detection and intent-answer parsing."""

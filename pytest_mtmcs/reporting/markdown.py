@@ -1,0 +1,142 @@
+"""The run as Markdown that renders on GitHub (job summaries, PR comments).
+
+`render_markdown` takes the run's report and what was checked on top of it (A/B comparisons,
+baseline checks, snapshot lines); `write_markdown` writes it and, when `GITHUB_STEP_SUMMARY` is
+set, appends it to the job summary as well.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from pytest_mtmcs.reporting.compare import (
+    SPLIT_NAMES,
+    BaselineCheck,
+    Comparison,
+    stack_label,
+)
+from pytest_mtmcs.reporting.report import RunReport
+from pytest_mtmcs.reporting.terminal import stack_blocks, summary_rows
+from pytest_mtmcs.scoring.metrics import ALL
+
+FAILED_SHOWN = 200
+"""Failed dialogues listed by name; the rest are counted."""
+
+
+def _cell(text: object) -> str:
+    """A table cell: pipes escaped, newlines folded."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    out = ["| " + " | ".join(_cell(h) for h in head) + " |",
+           "| " + " | ".join("---" for _ in head) + " |"]
+    out += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return out
+
+
+def _diff(value: float | None, rate: bool) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 100:+.1f} pts" if rate else f"{value:+.2f}"
+
+
+def _interval(ci: tuple[float, float], rate: bool) -> str:
+    """`[-4.1, +12.5] pts` for rates, `[-0.20, +0.40]` for mean scores."""
+    if rate:
+        return f"[{ci[0] * 100:+.1f}, {ci[1] * 100:+.1f}] pts"
+    return f"[{ci[0]:+.2f}, {ci[1]:+.2f}]"
+
+
+def _p(p: float | None) -> str:
+    return "" if p is None else ("<0.001" if p < 0.001 else f"{p:.3f}")
+
+
+def comparison_markdown(cmp: Comparison) -> list[str]:
+    """One A/B comparison: the verdict, a table of figures, the flipped dialogues."""
+    lines = [f"### A/B: {cmp.a} → {cmp.b}", "", f"**{cmp.verdict}**", "",
+             f"{cmp.matched} dialogues matched"
+             + (f" ({cmp.only_a} only in A, {cmp.only_b} only in B)" if cmp.only_a or cmp.only_b
+                else "") + ".", ""]
+    rows = []
+    for f in cmp.figures:
+        rate = f.kind == "rate"
+        name = f.label if f.scope == ALL else f"{f.label}, {SPLIT_NAMES.get(f.scope, f.scope)}"
+        ci = "" if f.ci is None else _interval(f.ci, rate)
+        rows.append([name, "-" if f.a is None else f"{f.a:.2f}", "-" if f.b is None else f"{f.b:.2f}",
+                     _diff(f.diff, rate), ci, _p(f.p_value)])
+    lines += _table(["figure", "A", "B", "B − A", "95% CI", "p"], rows)
+    for label, ids in (("pass → fail", cmp.to_fail), ("fail → pass", cmp.to_pass)):
+        if ids:
+            lines += ["", f"<details><summary>{len(ids)} dialogues {label}</summary>", "",
+                      ", ".join(f"`{i}`" for i in ids), "", "</details>"]
+    return [*lines, ""]
+
+
+def render_markdown(report: RunReport, *, comparisons: Sequence[Comparison] = (),
+                    baseline: Sequence[BaselineCheck] = (), baseline_notes: Sequence[str] = (),
+                    snapshot: Sequence[str] = ()) -> str:
+    """The whole run as GitHub-flavoured Markdown."""
+    lines = [f"## pytest-mtmcs: {report.target}", "",
+             f"data `{report.data}`" + (f", judge `{report.judge}`" if report.judge else "")
+             + (f"; {report.rollout}" if report.rollout else ""), ""]
+    if report.gates:
+        failed = sum(not g.passed for g in report.gates)
+        outcome = "all passed" if not failed else f"{failed} of {len(report.gates)} FAILED"
+        lines += [f"**Gates: {outcome}**", ""]
+        lines += _table(["", "gate", "stack", "figure", "95% CI", "n"], [
+            ["✅ PASS" if g.passed else "❌ FAIL", f"{g.label} {g.op} {g.threshold:g}",
+             stack_label(g.target, g.guardrail), "-" if g.value is None else f"{g.value:.3f}",
+             "" if g.ci is None else f"[{g.ci[0]:.3f}, {g.ci[1]:.3f}]", g.n]
+            for g in report.gates])
+        lines.append("")
+    if baseline or baseline_notes:
+        bad = sum(c.regressed for c in baseline)
+        lines += [f"**Against the baseline: {bad} significant regression{'s' * (bad != 1)}**", ""]
+        if baseline:
+            lines += _table(["", "stack", "figure", "change", "95% CI", "p"], [
+                ["❌ regressed" if c.regressed else "ok", c.stack, c.label,
+                 _diff(c.diff, not c.figure.endswith("_avg")),
+                 "" if c.ci is None else _interval(c.ci, not c.figure.endswith("_avg")),
+                 _p(c.p_value)]
+                for c in baseline])
+        lines += [f"- {n}" for n in baseline_notes] + [""]
+    if snapshot:
+        lines += ["**Snapshot**", "", "```", *snapshot, "```", ""]
+    for cmp in comparisons:
+        lines += comparison_markdown(cmp)
+    for target, guardrail, block, heads in stack_blocks(report.summary):
+        lines += [f"### {stack_label(target, guardrail)}", ""]
+        lines += _table(["figure", *heads], [[label, *cells] for label, cells in summary_rows(block)])
+        lines.append("")
+    failed_ds = [d for d in report.dialogues if d.verdict in ("fail", "error")]
+    if failed_ds:
+        lines += [f"<details><summary>{len(failed_ds)} failed or errored dialogues</summary>", ""]
+        lines += _table(["dialogue", "stack", "verdict", "reason"], [
+            [d.id, stack_label(d.target, d.guardrail), d.verdict, d.reason or ""]
+            for d in failed_ds[:FAILED_SHOWN]])
+        if len(failed_ds) > FAILED_SHOWN:
+            lines += ["", f"... and {len(failed_ds) - FAILED_SHOWN} more (see the JSON report)"]
+        lines += ["", "</details>", ""]
+    return "\n".join(lines)
+
+
+def write_markdown(text: str, path: str | Path | None) -> list[Path]:
+    """Write the Markdown to `path` (when given) and append it to `$GITHUB_STEP_SUMMARY` (when
+    set). Returns the files written."""
+    written = []
+    if path:
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(out)
+        written.append(out)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+        written.append(Path(summary))
+    return written

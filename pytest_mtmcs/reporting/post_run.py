@@ -1,0 +1,192 @@
+"""What the controller does with a finished run beyond the tables: A/B comparisons between its
+stacks, the baseline regression gate, snapshots, and the report files (JSON, Markdown, HTML,
+JUnit XML properties).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+
+from pytest_mtmcs.reporting.compare import (
+    BaselineCheck,
+    Comparison,
+    baseline_checks,
+    stack_label,
+    within_run,
+)
+from pytest_mtmcs.reporting.comparison_views import baseline_lines, comparison_lines
+from pytest_mtmcs.reporting.report import RunReport
+
+
+class OutputSettings(Protocol):
+    """The options `post_run` reads (the run's `Settings` has them all)."""
+
+    @property
+    def report(self) -> str | None: ...
+    @property
+    def markdown(self) -> str | None: ...
+    @property
+    def html(self) -> str | None: ...
+    @property
+    def snapshot(self) -> bool: ...
+    @property
+    def snapshot_dir(self) -> str: ...
+    @property
+    def baseline(self) -> str | None: ...
+    @property
+    def baseline_alpha(self) -> float: ...
+
+
+def load_baseline(path: str) -> RunReport:
+    """A stored `--mtmcs-report`; a usage error naming the file when it is not one."""
+    from pydantic import ValidationError
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise pytest.UsageError(f"--mtmcs-baseline {path}: cannot read it ({exc.strerror})") from None
+    try:
+        return RunReport.model_validate_json(text)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise pytest.UsageError(
+            f"--mtmcs-baseline {path}: not a pytest-mtmcs JSON report ({exc.error_count()} "
+            f"problems; first at {where or 'the top'}: {first['msg']})") from None
+
+
+@dataclass
+class RunChecks:
+    """The checks made on top of the gates, and the files written."""
+
+    comparisons: list[Comparison] = field(default_factory=list)
+    baseline: list[BaselineCheck] = field(default_factory=list)
+    baseline_notes: list[str] = field(default_factory=list)
+    baseline_source: str | None = None
+    snapshots: list[Any] = field(default_factory=list)
+    snapshot_note: str | None = None
+    written: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """No significant regression against the baseline and every snapshot matched."""
+        if self.baseline_source is not None and not self.baseline:
+            return False  # a baseline gate that compared nothing cannot pass
+        return (not any(c.regressed for c in self.baseline)
+                and all(s.ok for s in self.snapshots) and self.snapshot_note is None)
+
+    @property
+    def gating(self) -> bool:
+        """Whether a baseline is gating the run (it counts as a gate for the exit code)."""
+        return self.baseline_source is not None
+
+
+def post_run(report: RunReport, settings: OutputSettings, config: pytest.Config, *,
+             baseline: RunReport | None, infra_failed: bool) -> RunChecks:
+    """Compare, check and write everything the options ask for."""
+    checks = RunChecks(comparisons=within_run(report))
+    if baseline is not None and settings.baseline:
+        checks.baseline_source = settings.baseline
+        checks.baseline, checks.baseline_notes = baseline_checks(
+            baseline, report, alpha=settings.baseline_alpha,
+            baseline_name=Path(settings.baseline).name)
+    if settings.snapshot:
+        if infra_failed:
+            # An outage is not a behaviour change: neither compare nor rewrite the snapshot.
+            checks.snapshot_note = "snapshot not checked: model-server errors left the run incomplete"
+        else:
+            from pytest_mtmcs.reporting.snapshot import check_snapshots
+
+            update = bool(config.getoption("update_snapshots", False))
+            checks.snapshots = check_snapshots(report, Path(settings.snapshot_dir), update=update)
+    _junit_properties(config, report, checks)
+    if settings.report:
+        from pytest_mtmcs.reporting.report import write_json
+
+        checks.written.append(str(write_json(report, settings.report)))
+    if settings.markdown:
+        from pytest_mtmcs.reporting.markdown import render_markdown, write_markdown
+
+        text = render_markdown(report, comparisons=checks.comparisons, baseline=checks.baseline,
+                               baseline_notes=checks.baseline_notes,
+                               snapshot=[t for t, _ in snapshot_lines(checks)])
+        checks.written += [str(p) for p in write_markdown(text, settings.markdown)]
+    if settings.html:
+        from pytest_mtmcs.reporting.comparison_views import comparison_html
+        from pytest_mtmcs.reporting.html import write_html
+
+        sections = [(f"A/B: {c.a} → {c.b}", comparison_html(c)) for c in checks.comparisons]
+        checks.written.append(str(write_html(report, settings.html, extra_sections=sections)))
+    return checks
+
+
+def snapshot_lines(checks: RunChecks) -> list[tuple[str, bool]]:
+    """(text, is_failure) lines about the snapshots."""
+    if checks.snapshot_note:
+        return [(checks.snapshot_note, True)]
+    if not checks.snapshots:
+        return []
+    from pytest_mtmcs.reporting.snapshot import snapshot_lines as lines
+
+    return lines(checks.snapshots)
+
+
+def _junit_properties(config: pytest.Config, report: RunReport, checks: RunChecks) -> None:
+    """Put the overall figures, gates and baseline checks into the JUnit XML (`--junitxml`) as
+    test-suite properties, e.g. `mtmcs.smollm2.none.refusal_rate_unsafe`."""
+    xml = next((p for p in config.pluginmanager.get_plugins()
+                if type(p).__name__ == "LogXML" and hasattr(p, "add_global_property")), None)
+    if xml is None:
+        return
+    for g in report.summary:
+        if not g.overall:
+            continue
+        prefix = f"mtmcs.{g.target}.{g.guardrail}"
+        figures: dict[str, Any] = {
+            "pass_rate": g.pass_rate, "refusal_rate_unsafe": g.refusal_rate_unsafe,
+            "over_refusal_rate_safe": g.over_refusal_rate_safe,
+            "intent_accuracy_strict": g.intent_accuracy_strict,
+            "safety_aware_avg": g.safety_aware_avg, "helpfulness_avg": g.helpfulness_avg}
+        for name, m in figures.items():
+            if m is None or m.value is None:
+                continue
+            xml.add_global_property(f"{prefix}.{name}", f"{m.value:.4f}")
+            if m.ci is not None:
+                xml.add_global_property(f"{prefix}.{name}.ci95", f"{m.ci[0]:.4f},{m.ci[1]:.4f}")
+            xml.add_global_property(f"{prefix}.{name}.n", str(m.n))
+    for gate in report.gates:
+        xml.add_global_property(f"mtmcs.gate.{gate.target}.{gate.guardrail}.{gate.option}",
+                                "PASS" if gate.passed else "FAIL")
+    for c in checks.baseline:
+        xml.add_global_property(f"mtmcs.baseline.{c.stack}.{c.figure}",
+                                "REGRESSED" if c.regressed else "ok")
+
+
+def terminal(tr: Any, checks: RunChecks, *, quiet: bool) -> None:
+    """A/B tables, the baseline gate and the snapshot lines, after the summary tables.
+    With `-q` only the verdicts and failures are shown."""
+    for cmp in checks.comparisons:
+        if quiet:
+            for line in textwrap.wrap(f"A/B {cmp.a} -> {cmp.b}: {cmp.verdict}", 100,
+                                      subsequent_indent="    ", break_on_hyphens=False):
+                tr.write_line(line)
+        else:
+            for line in comparison_lines(cmp):
+                tr.write_line(line)
+    if checks.baseline or checks.baseline_notes:
+        lines = baseline_lines(checks.baseline, checks.baseline_notes,
+                               Path(checks.baseline_source or "").name)
+        for i, (line, bad) in enumerate(lines):
+            if not quiet or i == 0 or bad:
+                tr.write_line(line, red=bad, green=i == 0 and not bad)
+    for text, bad in snapshot_lines(checks):
+        if not quiet or bad:
+            tr.write_line(text, red=bad)
+
+
+__all__ = ["RunChecks", "load_baseline", "post_run", "snapshot_lines", "stack_label", "terminal"]

@@ -1,0 +1,176 @@
+"""Rollout jobs: what the engine carries per dialogue, and the records made from its replies.
+
+A job is one dialogue under one guardrail stack: its case, the futures its items wait on, and
+whatever the store or the caller already knew about it. `Recorder` turns a job's replies and
+answers into `DialogueRecord` / `QuestionRecord` with scoring's refusal detector, answer
+parser and verdicts; the engine decides when, this module decides what goes in them.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future, InvalidStateError
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_mtmcs.chat import GenParams, Reply, sniff_mime
+from pytest_mtmcs.dataset import Case, Question
+from pytest_mtmcs.errors import DataError, MtmcsError
+from pytest_mtmcs.rollout.protocol import MCQ_MAX_TOKENS, TF_MAX_TOKENS, question_prompt
+from pytest_mtmcs.rollout.store import answer_key, dialogue_key
+from pytest_mtmcs.scoring.records import (
+    DialogueRecord,
+    JudgeRecord,
+    QuestionRecord,
+    TurnRecord,
+)
+from pytest_mtmcs.scoring.refusal import RefusalVerdict, detect_refusal
+from pytest_mtmcs.scoring.verdicts import dialogue_verdict, parse_answer, question_verdict
+
+__all__ = ["DialogueFailed", "Job", "Recorder", "check_image", "job_key", "question_params",
+           "settle", "stored_answer_key", "stored_rollout_key"]
+
+
+def job_key(case_id: str, guardrail: str = "none") -> str:
+    """The engine's key of one dialogue under one guardrail stack."""
+    return case_id if guardrail == "none" else f"{guardrail}/{case_id}"
+
+
+@dataclass
+class Job:
+    """One dialogue under one guardrail stack, from queueing to its resolved records."""
+
+    case: Case
+    use_caption: bool
+    """The target reads the case's caption in place of its image (a text-only target)."""
+    stack: str = "none"
+    """The guardrail stack it runs through (`none`: the bare target)."""
+    dialogue: Future[DialogueRecord] = field(default_factory=Future)
+    questions: dict[str, Future[QuestionRecord]] = field(default_factory=dict)
+    started: bool = False
+    replies: list[Reply] | None = None
+    """The dialogue's replies once known (from the store's dialogue table or the rollout)."""
+    verdicts: list[RefusalVerdict] | None = None
+    """The refusal detector's verdicts on `replies`, when the store had them."""
+    answers: dict[str, str] | None = None
+    """Answers to the questions given up front (scoring transcripts made elsewhere)."""
+    stored_answers: dict[str, str] = field(default_factory=dict)
+    """Answers found in the store's answer table before the loop started, by question suffix."""
+    given: bool = False
+    """The replies were given up front, not rolled out (nothing is written to the store)."""
+    follow: bool = False
+    """Another xdist worker holds this job's row: wait for it, then read the store."""
+
+    @property
+    def unit(self) -> str:
+        """The work-queue unit: the row (its dialogues share calls across safety, modality and
+        guardrail stack)."""
+        return f"{self.case.split}/{self.case.row_id}"
+
+
+class DialogueFailed(MtmcsError):
+    """A question could not be asked because its dialogue's rollout failed."""
+
+
+def check_image(case: Case) -> None:
+    """Raise DataError (file, row, field) when the case's image cannot be read or decoded."""
+    assert case.image is not None
+    try:
+        sniff_mime(case.image.load_bytes())
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(f"cannot read the image ({exc}); expected PNG, JPEG, GIF or WebP bytes",
+                        file=case.source, row=case.row_id, field="image") from exc
+
+
+def settle(fut: Future[Any], result: Any = None, error: BaseException | None = None) -> None:
+    """Resolve a future unless `stop()` already failed it (a rollout finishing after the run
+    stopped waiting for it)."""
+    try:
+        if error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(result)
+    except InvalidStateError:  # already resolved by the other thread
+        pass
+
+
+def question_params(q: Question, params: GenParams) -> GenParams:
+    """The generation parameters of an intent question: the run's temperature, and the token
+    budget of its kind (a letter for MCQ, a word for true/false)."""
+    return GenParams(temperature=params.temperature,
+                     max_tokens=MCQ_MAX_TOKENS if q.kind == "mcq" else TF_MAX_TOKENS)
+
+
+def stored_rollout_key(job: Job, identity: str, params: GenParams) -> str:
+    """Content address of a whole dialogue's rollout through the stack `identity` (its replies
+    depend on nothing else). Raises OSError/ValueError/KeyError on an unreadable image."""
+    case = job.case
+    seen = (case.caption or "") if job.use_caption else (
+        case.image.digest() if case.image is not None else "")
+    return dialogue_key(identity, case.modality, case.turns, seen, params)
+
+
+def stored_answer_key(job: Job, q: Question, replies: list[str], rollout: str,
+                      params: GenParams) -> str:
+    """The store's key of a question's answer after the rollout `rollout` (see
+    `store.answer_key`)."""
+    return answer_key(rollout, question_prompt(job.case, q, replies), question_params(q, params))
+
+
+@dataclass(frozen=True)
+class Recorder:
+    """Makes the records of a run's jobs: `target` is the spec every record names, `keep_text`
+    keeps the dialogue text in them, `pass_score` is the judge score a dialogue needs."""
+
+    target: str
+    keep_text: bool
+    pass_score: int
+
+    def dialogue(self, job: Job, replies: list[Reply], cached: list[bool],
+                 verdicts: list[RefusalVerdict] | None = None,
+                 judged: JudgeRecord | None = None) -> DialogueRecord:
+        """A dialogue's record from its replies (refusal verdicts computed unless given)."""
+        case = job.case
+        if verdicts is None:
+            verdicts = [detect_refusal(r.text) for r in replies]
+        turns = []
+        for t, (reply, was_cached, found) in enumerate(zip(replies, cached, verdicts, strict=True)):
+            turns.append(TurnRecord(
+                user=case.turns[t] if self.keep_text else None,
+                reply=reply.text if self.keep_text else None,
+                refused=found.refused or reply.blocked_by is not None,
+                refusal_kind=found.kind, blocked_by=reply.blocked_by,
+                block_reason=reply.block_reason, guard_calls=reply.guard_calls,
+                guard_tokens=reply.guard_tokens, guard_latency_s=reply.guard_latency_s,
+                cached=was_cached, latency_s=0.0 if was_cached else reply.latency_s,
+                completion_tokens=reply.completion_tokens,
+            ))
+        tor = next((i + 1 for i, t in enumerate(turns) if t.refused), None)
+        verdict, reason = dialogue_verdict(case.safety, tor, judged, self.pass_score)
+        return DialogueRecord(
+            id=case.id, split=case.split, row_id=case.row_id, modality=case.modality,
+            safety=case.safety, target=self.target, guardrail=job.stack,
+            turns=tuple(turns), turn_of_refusal=tor, verdict=verdict,
+            reason=reason, calls=0 if job.given else sum(not c for c in cached),
+            cached_calls=0 if job.given else sum(cached), captioned=job.use_caption, judge=judged,
+        )
+
+    def question(self, job: Job, q: Question, text: str, was_cached: bool) -> QuestionRecord:
+        """A question's record from its answer text (parsed and checked here)."""
+        parsed = parse_answer(q, text)
+        verdict, reason = question_verdict(q, parsed)
+        return QuestionRecord(
+            **self._question_base(job, q), answer=text if self.keep_text else None,
+            parsed=parsed, correct=verdict == "pass", verdict=verdict, reason=reason,
+            cached=was_cached,
+        )
+
+    def question_error(self, job: Job, q: Question, reason: str) -> QuestionRecord:
+        """The record of a question that could not be asked (its call failed)."""
+        return QuestionRecord(**self._question_base(job, q), verdict="error", reason=reason)
+
+    def _question_base(self, job: Job, q: Question) -> dict[str, Any]:
+        case = job.case
+        return dict(id=f"{case.id}-{q.suffix}", dialogue_id=case.id, split=case.split,
+                    row_id=case.row_id, modality=case.modality, safety=case.safety,
+                    target=self.target, guardrail=job.stack, kind=q.kind,
+                    question_type=q.question_type, expected=q.answer)
