@@ -21,7 +21,8 @@ NAME = "pytest_mtmcs"
 
 # (stage, module prefixes) from the bottom up.
 STAGES: list[tuple[str, tuple[str, ...]]] = [
-    ("vocabulary", ("pytest_mtmcs.chat", "pytest_mtmcs.errors", "pytest_mtmcs.version")),
+    ("vocabulary", ("pytest_mtmcs.chat", "pytest_mtmcs.errors", "pytest_mtmcs.textsafety",
+                    "pytest_mtmcs.version")),
     ("testing", ("pytest_mtmcs.testing",)),
     ("dataset", ("pytest_mtmcs.dataset",)),
     ("targets", ("pytest_mtmcs.targets",)),
