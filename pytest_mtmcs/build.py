@@ -37,6 +37,7 @@ def target_options(settings: Settings, **overrides: Any) -> TargetOptions:
     fields: dict[str, Any] = {
         "cache_dir": os.path.dirname(os.path.abspath(s.store)) or ".",
         "api_key_env": s.api_key_env, "timeout_s": s.timeout, "retries": s.retries,
+        "max_reply_chars": s.max_reply_chars,
         "max_outage_s": s.max_outage, "replica_concurrency": s.replica_concurrency,
         "batch_size": s.batch_size, "device": s.device, "dtype": s.dtype}
     fields.update(overrides)

@@ -58,9 +58,9 @@ class _ParquetImageReader:
         if item is not None:
             cell = cell[item]
         if not isinstance(cell, dict) or cell.get("bytes") is None:
-            if isinstance(cell, dict) and cell.get("path"):
-                return Path(cell["path"]).read_bytes()
-            raise ValueError("image cell holds neither bytes nor a readable path")
+            # A cell that names a file is turned into a file reference by the loader, after
+            # checking the file lies inside the dataset's folder: never read a path from here.
+            raise ValueError("image cell holds no bytes")
         return bytes(cell["bytes"])
 
 
@@ -95,7 +95,9 @@ class ImageRef(BaseModel):
             key, row, column, item = self.dataset
             cell = OPEN_DATASETS[key][row][column]
             cell = cell[item] if item is not None else cell
-            return bytes(cell["bytes"]) if cell.get("bytes") else Path(cell["path"]).read_bytes()
+            if not cell.get("bytes"):
+                raise ValueError("image cell holds no bytes")  # paths: see _ParquetImageReader
+            return bytes(cell["bytes"])
         raise ValueError("ImageRef points nowhere")
 
     def digest(self) -> str:
@@ -243,3 +245,6 @@ class Reply(BaseModel):
     """Tokens those extra calls generated."""
     guard_latency_s: float = 0.0
     """Wall time the guardrail added to this call (total minus the answering call)."""
+    cut_at: int | None = None
+    """Set when the server's reply was longer than the cap (`TargetOptions.max_reply_chars`):
+    `text` holds only its first `cut_at` characters. None: the reply is whole."""

@@ -6,42 +6,51 @@
     mtmcs score DIR               score result folders of the benchmark's own inference script
                                   (intent accuracy, refusals; with --judge SPEC, judged scores)
     mtmcs --version
+
+Exit codes: 0 done (and, with --fail-on-regression, no regression), 1 a significant regression,
+4 bad input (a file that is missing, unreadable or not a pytest-mtmcs report, a bad option
+value), 75 the judge's model server failed.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
+from pytest_mtmcs.textsafety import for_terminal
 from pytest_mtmcs.version import __version__
 
 if TYPE_CHECKING:
     from pytest_mtmcs.reporting.report import RunReport
 
-EXIT_BAD_INPUT = 2
+EXIT_BAD_INPUT = 4
+"""Bad input, as pytest's usage error: a CI step can tell it from a regression (1)."""
 
 
 class _BadInput(Exception):
     """A report file that cannot be read; the message says which and why."""
 
 
-def _load(path: Path) -> RunReport:
-    from pydantic import ValidationError
 
-    from pytest_mtmcs.reporting.report import RunReport
+def _print(*values: object, file: TextIO | None = None) -> None:
+    """print(), with text from reports and servers made inert (control characters escaped,
+    secrets redacted): a report file is outside input like any other."""
+    print(*(for_terminal(str(v)) for v in values), file=file)
+
+def _load(path: Path) -> RunReport:
+    import pytest
+
+    from pytest_mtmcs.reporting.post_run import load_baseline
 
     try:
-        return RunReport.model_validate_json(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise _BadInput(f"mtmcs: {path}: no such file") from None
-    except ValidationError as exc:
-        raise _BadInput(f"mtmcs: {path}: not a pytest-mtmcs report ({exc.error_count()} "
-                        f"problems, first: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']})"
-                        ) from None
+        return load_baseline(str(path), option="mtmcs:")
+    except pytest.UsageError as exc:
+        raise _BadInput(str(exc)) from None
 
 
 def _summary(path: Path) -> int:
@@ -50,15 +59,15 @@ def _summary(path: Path) -> int:
     try:
         report = _load(path)
     except _BadInput as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    print(f"{path}: target {report.target}, data {report.data}, created {report.created}")
+        _print(exc, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    _print(f"{path}: target {report.target}, data {report.data}, created {report.created}")
     if report.rollout:
-        print(report.rollout)
+        _print(report.rollout)
     for line in summary_lines(report.summary):
-        print(line)
+        _print(line)
     for line in gate_lines(report.gates):
-        print(line)
+        _print(line)
     return 0
 
 
@@ -102,10 +111,12 @@ def _compare(args: argparse.Namespace) -> int:
     from pytest_mtmcs.reporting.comparison_views import baseline_lines, comparison_lines
 
     try:
+        _check_outputs([("--markdown", args.markdown), ("--json", args.json)],
+                       [("report A", args.a), ("report B", args.b)])
         a, b = _load(args.a), _load(args.b)
         pairs = _pick_stacks(a, b, args.stack_a, args.stack_b)
     except _BadInput as exc:
-        print(exc, file=sys.stderr)
+        _print(exc, file=sys.stderr)
         return EXIT_BAD_INPUT
     comparisons = []
     for sa, sb in pairs:
@@ -115,8 +126,8 @@ def _compare(args: argparse.Namespace) -> int:
                              label_b=f"{args.b.name}: {stack_label(*sb)}" if same else None)
         comparisons.append(cmp)
         for line in comparison_lines(cmp):
-            print(line)
-        print()
+            _print(line)
+        _print()
     if args.markdown:
         from pytest_mtmcs.reporting.markdown import comparison_markdown, write_markdown
 
@@ -131,13 +142,25 @@ def _compare(args: argparse.Namespace) -> int:
         checks = [c for cmp in comparisons
                   for c in regression_checks(cmp, alpha=args.fail_on_regression)]
         for line, _ in baseline_lines(checks, [], str(args.a)):
-            print(line)
+            _print(line)
         if not checks or any(c.regressed for c in checks):
             return 1
     return 0
 
 
-def _compare_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _check_outputs(outputs: list[tuple[str, Path | None]],
+                   inputs: list[tuple[str, Path | None]], store: str = "") -> None:
+    """`_BadInput` naming each output path that cannot be written, before any work is done."""
+    from pytest_mtmcs.output_paths import output_problems
+
+    problems = output_problems([(o, str(p)) for o, p in outputs if p is not None],
+                               [(o, str(p)) for o, p in inputs if p is not None],
+                               store=store or os.devnull)
+    if problems:
+        raise _BadInput("mtmcs: " + "\n  ".join(problems))
+
+
+def _compare_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser(
         "compare", help="A/B two stored runs (pytest --mtmcs-report) on the same dialogues",
         description="Per figure: A, B, B - A with its 95%% interval (paired when the dialogues "
@@ -150,25 +173,21 @@ def _compare_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--markdown", type=Path, help="also write the comparison as Markdown "
                    "(and append it to $GITHUB_STEP_SUMMARY when set)")
     p.add_argument("--json", type=Path, help="also write the comparison as JSON")
-    p.add_argument("--fail-on-regression", type=float, metavar="ALPHA", nargs="?", const=0.05,
+    p.add_argument("--fail-on-regression", type=_number(0, 0.5, low_open=True), metavar="ALPHA",
+                   nargs="?", const=0.05,
                    help="exit 1 when B is significantly worse than A on a figure (default "
                         "ALPHA 0.05)")
 
 
 def _captions(path: Path | None) -> dict[str, str] | None:
+    from pytest_mtmcs.dataset import read_captions
     from pytest_mtmcs.errors import DataError
 
     if path is None:
         return None
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError("captions file does not exist", file=str(path)) from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"not valid JSON ({exc.msg}, line {exc.lineno})", file=str(path)) from None
-    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
-        raise DataError("expected a JSON object mapping row ids to caption strings", file=str(path))
-    return {str(k): v for k, v in raw.items()}
+    if not path.exists():
+        raise DataError("captions file does not exist", file=str(path))
+    return read_captions(path)
 
 
 def _score(args: argparse.Namespace) -> int:
@@ -184,6 +203,8 @@ def _score(args: argparse.Namespace) -> int:
     from pytest_mtmcs.targets import TargetOptions, make_target
 
     try:
+        _check_outputs([("--report", args.report)], [("--captions", args.captions)],
+                       store=args.store)
         transcripts = read_official(args.dir, _captions(args.captions))
         judge = None
         if args.judge:
@@ -193,10 +214,14 @@ def _score(args: argparse.Namespace) -> int:
             target = make_target(args.judge, opts)
             judge = Judge(target, params=GenParams(temperature=args.judge_temperature,
                                                    max_tokens=args.judge_max_tokens))
-    except MtmcsError as exc:
-        print(f"mtmcs score: {exc}", file=sys.stderr)
+    except (MtmcsError, _BadInput) as exc:
+        _print(f"mtmcs score: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    store = Store(args.store)
+    try:
+        store = Store(args.store)
+    except MtmcsError as exc:  # not a store of ours, unreadable, in a read-only place
+        _print(f"mtmcs score: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         scored = score_transcripts(transcripts, store, judge=judge, concurrency=args.concurrency,
                                    pass_score=args.pass_score, keep_text=args.save_transcripts)
@@ -206,24 +231,24 @@ def _score(args: argparse.Namespace) -> int:
     questions = sorted(scored.questions, key=lambda q: (q.target, q.id))
     summary = summarize(dialogues, questions)
     models = sorted({t.model for t in transcripts})
-    print(f"{args.dir}: {len(dialogues)} dialogues, {len(questions)} intent questions, "
+    _print(f"{args.dir}: {len(dialogues)} dialogues, {len(questions)} intent questions, "
           f"models {', '.join(models)}" + (f", judge {args.judge}" if args.judge else ""))
     for line in summary_lines(summary):
-        print(line)
+        _print(line)
     if args.report:
         report = RunReport(target=",".join(models), data=str(args.dir), judge=args.judge,
                            settings={"pass_score": args.pass_score, "source": "mtmcs score"},
                            summary=tuple(summary), dialogues=tuple(dialogues),
                            questions=tuple(questions))
-        print(f"report written to {write_json(report, args.report)}")
+        _print(f"report written to {write_json(report, args.report)}")
     if scored.server_errors:
-        print(f"mtmcs score: the judge failed on {scored.server_errors} dialogues; results are "
+        _print(f"mtmcs score: the judge failed on {scored.server_errors} dialogues; results are "
               f"incomplete (run again: stored judgements are not asked again)", file=sys.stderr)
         return EXIT_INFRA
     return 0
 
 
-def _score_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _score_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser(
         "score", help="score the result folders of the benchmark's own inference script",
         description="Read <root>/<model>/<type_a|type_b>/{multimodal,unimodal}_{safe,unsafe}.json "
@@ -233,24 +258,50 @@ def _score_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--judge", help="judge target spec, e.g. openai:gpt-5-mini")
     p.add_argument("--captions", type=Path,
                    help="captions JSON (row id -> caption) for the judge on multimodal dialogues")
-    p.add_argument("--judge-temperature", type=float, default=0.0)
-    p.add_argument("--judge-max-tokens", type=int, default=256)
+    p.add_argument("--judge-temperature", type=_number(0, 2), default=0.0)
+    p.add_argument("--judge-max-tokens", type=_number(1, 1_000_000, integer=True), default=256)
     p.add_argument("--pass-score", type=int, default=4, choices=range(1, 6), metavar="1-5",
                    help="a judged dialogue passes at this score or above (default 4)")
     p.add_argument("--store", default=".mtmcs/store.sqlite", help="sqlite store of judge calls")
-    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--concurrency", type=_number(1, 100_000, integer=True), default=16)
     p.add_argument("--api-key-env", default="OPENAI_API_KEY")
-    p.add_argument("--timeout", type=float, default=120.0)
-    p.add_argument("--retries", type=int, default=4)
+    p.add_argument("--timeout", type=_number(0, 86_400, low_open=True), default=120.0)
+    p.add_argument("--retries", type=_number(0, 1_000, integer=True), default=4)
     p.add_argument("--report", type=Path, help="write the records and metrics as JSON")
     p.add_argument("--save-transcripts", action="store_true",
                    help="keep the dialogue text in the JSON report")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad command line exiting 4 (bad input) like pytest's usage errors."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
+
+
+def _number(low: float, high: float, *, integer: bool = False, low_open: bool = False
+            ) -> Callable[[str], float]:
+    """An argparse type: a finite number in [low, high] (or (low, high]), quoting the value."""
+    def parse(text: str) -> float:
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            value = math.nan
+        ok = math.isfinite(value) and (low < value if low_open else low <= value) and value <= high
+        if not ok:
+            kind = "an integer" if integer else "a number"
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: expected {kind} from {low:g}{' (exclusive)' if low_open else ''} "
+                f"to {high:g}")
+        return value
+    return parse
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `mtmcs` console script."""
-    parser = argparse.ArgumentParser(prog="mtmcs", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="mtmcs", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"pytest-mtmcs {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("summary", help="print the summary table of a stored run")

@@ -3,7 +3,9 @@
 Every error a user can cause or meet carries enough to act on: where (file, row id, field),
 what was expected, and how to fix it. The plugin maps them to exit codes: `DataError` and
 `SpecError` are usage errors (pytest exit code 4), `TargetError` is infrastructure trouble
-(exit code 75, "temporary failure", so a pipeline can retry an outage).
+(exit code 75, "temporary failure", so a pipeline can retry an outage), except `ServerRefused`
+(a server that rejects the run's configuration: its key, its model), which is a usage error
+too. `error_kind` is the one mapping from an error to the kind that decides the exit code.
 """
 
 from __future__ import annotations
@@ -51,6 +53,15 @@ class TargetError(MtmcsError):
         self.status = status
 
 
+class ServerRefused(TargetError):
+    """A model server rejected the run's configuration, not one call: HTTP 401 or 403 (the API
+    key), or 404 for the model or the URL. Retrying cannot help and neither can a later run
+    with the same options, so its kind is `config` (exit code 4, like `SpecError`), not
+    `target`. The message names the server and quotes its (redacted, neutralised) answer and
+    the option to fix; `status` is the HTTP status.
+    """
+
+
 class OutageError(TargetError):
     """A model server has failed every call for longer than `--mtmcs-max-outage` seconds.
 
@@ -79,3 +90,20 @@ class GuardrailUnavailable(MtmcsError):
         )
         self.extra = extra
         self.module = module
+
+
+ERROR_KINDS = ("config", "target", "data", "other")
+"""What `error_kind` returns, in the order the exit code considers them."""
+
+
+def error_kind(exc: BaseException) -> str:
+    """The kind of an error, which decides the run's exit code: `config` (a server refused the
+    run's key or model, or a bad spec: exit 4), `target` (a model server failed: exit 75),
+    `data` (bad benchmark data: exit 4), `other` (anything else)."""
+    if isinstance(exc, (ServerRefused, SpecError)):
+        return "config"
+    if isinstance(exc, TargetError):
+        return "target"
+    if isinstance(exc, DataError):
+        return "data"
+    return "other"

@@ -2,8 +2,8 @@
 
 Each mtmcs item attaches its record to its report's `user_properties` as JSON (xdist ships
 reports to the controller, and JUnit XML keeps them). A skipped or errored item gets a small
-record made here; an errored one also carries the kind of its error (`target`, `data`,
-`other`), which decides the exit code. `ItemRecords` collects the records, and counts the
+record made here; an errored one also carries the kind of its error (see `failure_kind`),
+which decides the exit code. `ItemRecords` collects the records, and counts the
 failed items, from every report the process sees, local or from an xdist worker.
 """
 
@@ -14,18 +14,27 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_mtmcs.errors import DataError, TargetError
+from pytest_mtmcs.errors import error_kind
 
 if TYPE_CHECKING:
     from pytest_mtmcs.dataset import Case, Question
     from pytest_mtmcs.scoring.records import DialogueRecord, QuestionRecord
 
-__all__ = ["PROP_DIALOGUE", "PROP_QUESTION", "ItemRecords", "error_record", "skip_record"]
+__all__ = ["PROP_DIALOGUE", "PROP_QUESTION", "ItemRecords", "error_record", "failure_kind",
+           "root_cause", "skip_record"]
 
 PROP_DIALOGUE = "mtmcs_dialogue"
 """The `user_properties` name of a dialogue item's record."""
 PROP_QUESTION = "mtmcs_question"
 """The `user_properties` name of an intent-question item's record."""
+
+_INERT_JSON = {cp: f"\\u{cp:04x}" for cp in (
+    *range(0x7F, 0xA0), 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A),
+    0x2028, 0x2029)}
+"""JSON escapes for the characters JSON leaves raw that still act on a terminal or a viewer
+(DEL, the C1 controls, bidirectional overrides, line separators): a record's JSON rides into
+JUnit XML and CI logs, and server text in it (a reply kept with --mtmcs-save-transcripts) must
+not act there. They only occur inside JSON strings, so the escaped text decodes the same."""
 
 
 def skip_record(case: Case, reason: str, q: Question | None = None, *, target: str,
@@ -34,16 +43,38 @@ def skip_record(case: Case, reason: str, q: Question | None = None, *, target: s
     return _record(case, "skip", reason, q, target=target, guardrail=guardrail)
 
 
+def root_cause(exc: BaseException) -> BaseException:
+    """The error behind `exc`: a question's `DialogueFailed` and the engine's `EngineStopped`
+    only pass on the error of their dialogue or of the engine."""
+    from pytest_mtmcs.rollout.jobs import DialogueFailed, EngineStopped
+
+    root = exc
+    while isinstance(root, (DialogueFailed, EngineStopped)) and root.__cause__ is not None:
+        root = root.__cause__
+    return root
+
+
+def failure_kind(exc: BaseException) -> str:
+    """The kind of an item's error, which decides the exit code, the same for a dialogue and
+    for a question: `config` (a server refused the run's key or model; exit 4), `target` (a
+    model server failed; 75), `store` (the store could not be read or written; 75), `data`
+    (bad benchmark data; 4), `engine` (the rollout engine stopped on a bug; 3), `other`."""
+    from pytest_mtmcs.rollout.jobs import EngineStopped
+    from pytest_mtmcs.rollout.store_errors import StoreError
+
+    root = root_cause(exc)
+    if isinstance(root, StoreError):
+        return "store"
+    if isinstance(root, EngineStopped) or isinstance(exc, EngineStopped):
+        return "engine"
+    return error_kind(root)
+
+
 def error_record(case: Case, exc: BaseException, q: Question | None = None, *, target: str,
                  guardrail: str = "none") -> str:
     """The JSON record of an errored item; the error's kind decides the exit code."""
-    from pytest_mtmcs.rollout.engine import DialogueFailed
-
-    root = exc.__cause__ if isinstance(exc, DialogueFailed) and exc.__cause__ else exc
-    kind = "target" if isinstance(root, TargetError) else (
-        "data" if isinstance(root, DataError) else "other")
-    return _record(case, "error", f"{type(exc).__name__}: {exc}", q, kind, target=target,
-                   guardrail=guardrail)
+    return _record(case, "error", f"{type(exc).__name__}: {exc}", q, failure_kind(exc),
+                   target=target, guardrail=guardrail)
 
 
 def _record(case: Case, verdict: str, reason: str, q: Question | None,
@@ -80,7 +111,7 @@ class ItemRecords:
         self.questions: dict[tuple[str, str], QuestionRecord] = {}
         """(guardrail, question id) -> its record."""
         self.error_kinds: set[str] = set()
-        """The kinds of the errored items' errors (`target`, `data`, `other`)."""
+        """The kinds of the errored items' errors (see `failure_kind`)."""
         self.failed_items = 0
         """mtmcs items that failed or errored (they fail the run only without gates, or strict)."""
         self.other_failures = 0
@@ -99,7 +130,7 @@ class ItemRecords:
         it to the xdist controller and into JUnit XML. In one process the record object is
         kept too, so that its report is read back without a second copy (at 30,000 items the
         parsed copies cost about 80 MB)."""
-        text = rec.model_dump_json()
+        text = rec.model_dump_json().translate(_INERT_JSON)
         item.user_properties.append((name, text))
         if self.keep_published:
             self._published[id(text)] = (text, rec)

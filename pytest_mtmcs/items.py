@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +18,7 @@ import pytest
 
 from pytest_mtmcs.errors import MtmcsError
 from pytest_mtmcs.item_records import PROP_DIALOGUE, PROP_QUESTION, error_record, skip_record
+from pytest_mtmcs.textsafety import for_terminal
 
 if TYPE_CHECKING:
     from pytest_mtmcs.dataset import Case, Question
@@ -35,7 +35,8 @@ def _error(exc: BaseException) -> None:
     """Re-raise a setup failure; our own errors become one clear paragraph, no traceback."""
     if isinstance(exc, MtmcsError):
         # `from None`: the one paragraph is the whole story, without the chain of causes.
-        raise pytest.fail.Exception(f"{type(exc).__name__}: {exc}", pytrace=False) from None
+        raise pytest.fail.Exception(f"{type(exc).__name__}: {for_terminal(str(exc))}",
+                                    pytrace=False) from None
     raise exc
 
 
@@ -66,20 +67,26 @@ class MtmcsItem(pytest.Item):
         return self.path, None, self.name
 
     def _wait(self, fut: Future[Any]) -> Any:
-        """Wait for a future, keeping the terminal's progress line alive."""
+        """Wait for a future, keeping the terminal's progress line alive. Never waits on a dead
+        engine: it wakes as soon as either the result or the end of the engine's thread comes
+        (a thread that ended without settling this future raises `EngineStopped`)."""
+        engine = self.mtmcs.engine_for()
         started = time.monotonic()
         while True:
-            try:
-                return fut.result(timeout=0.25)
-            except FutureTimeout:
-                self.mtmcs.progress_text.show(time.monotonic() - started)
+            # The 0.25 s is for the progress line only; both events wake the wait at once.
+            wait([fut, engine.finished], timeout=0.25, return_when=FIRST_COMPLETED)
+            if fut.done():
+                return fut.result()
+            if engine.finished.done():
+                raise engine.stopped_error()
+            self.mtmcs.progress_text.show(time.monotonic() - started)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, MtmcsVerdict):
-            return str(excinfo.value)
+            return for_terminal(str(excinfo.value))  # replies and server text: made inert
         if isinstance(excinfo.value, MtmcsError):
             kind = type(excinfo.value).__name__
-            return f"{kind}: {excinfo.value}"
+            return f"{kind}: {for_terminal(str(excinfo.value))}"
         return super().repr_failure(excinfo, style=style)
 
 
@@ -96,12 +103,12 @@ class DialogueItem(MtmcsItem):
                 self.case, reason, target=target, guardrail=self.guardrail)))
             pytest.skip(reason)
         try:
-            self.mtmcs.raise_if_outage()
+            self.mtmcs.raise_if_stopped()
             self.record = self._wait(self.mtmcs.engine_for().dialogue(self.case.id, self.guardrail))
         except BaseException as exc:
             self.user_properties.append((PROP_DIALOGUE, error_record(
                 self.case, exc, target=target, guardrail=self.guardrail)))
-            self.mtmcs.note_outage(self, exc)
+            self.mtmcs.note_stop(self, exc)
             _error(exc)
         self.mtmcs.records.publish(self, PROP_DIALOGUE, self.record)
         if self.record.verdict == "error":  # e.g. a judgement that could not be parsed
@@ -127,13 +134,13 @@ class QuestionItem(MtmcsItem):
                 self.case, reason, self.question, target=target, guardrail=self.guardrail)))
             pytest.skip(reason)
         try:
-            self.mtmcs.raise_if_outage()
+            self.mtmcs.raise_if_stopped()
             self.record = self._wait(self.mtmcs.engine_for().question(
                 self.case.id, self.question.suffix, self.guardrail))
         except BaseException as exc:
             self.user_properties.append((PROP_QUESTION, error_record(
                 self.case, exc, self.question, target=target, guardrail=self.guardrail)))
-            self.mtmcs.note_outage(self, exc)
+            self.mtmcs.note_stop(self, exc)
             _error(exc)
         self.mtmcs.records.publish(self, PROP_QUESTION, self.record)
         if self.record.verdict == "error":
@@ -178,22 +185,23 @@ class MtmcsSuite(pytest.Collector):
         if chosen is not None:
             cases = chosen
         items: list[pytest.Item] = []
-        # Ids are built like a parametrized test's ("label::mtmcs[param]") so that they compare
-        # equal to ids parsed back from strings (the --lf cache, --deselect, xdist).
+        # Ids are built like a parametrized test's ("label::mtmcs[param]"), as plain strings
+        # (public API since pytest 8: no structured node ids), so that they compare equal to
+        # ids parsed back from strings (the --lf cache, --deselect, xdist).
         # One item per dialogue and question under each guardrail stack; ids of the bare target
         # (`none`) carry no prefix, so they stay the same whether or not guardrails are added.
-        base = self.id.child("mtmcs")
+        base = f"{self.nodeid}::mtmcs"
         for guardrail, _ in mt.guardrails:
             prefix = "" if guardrail == "none" else f"{guardrail}-"
             for case in cases:
                 did = f"{prefix}{case.id}"
-                d = DialogueItem.from_parent(self, name=f"mtmcs[{did}]", nodeid=base.with_params(did))
+                d = DialogueItem.from_parent(self, name=f"mtmcs[{did}]", nodeid=f"{base}[{did}]")
                 d._init(case, mt, guardrail)
                 items.append(d)
                 for q in () if mt.settings.skip_questions else case.questions:
                     qid = f"{did}-{q.suffix}"
                     qi = QuestionItem.from_parent(self, name=f"mtmcs[{qid}]",
-                                                  nodeid=base.with_params(qid))
+                                                  nodeid=f"{base}[{qid}]")
                     qi._init(case, mt, guardrail, q.kind)
                     qi.question = q
                     items.append(qi)
@@ -223,15 +231,20 @@ def explain_dialogue(case: Case, rec: DialogueRecord) -> str:
         flag = "REFUSED" if t.refused else "answered"
         if t.blocked_by:
             flag += f" (blocked by {t.blocked_by})"
+        elif t.refusal_reason and t.refusal_reason != "no_decline":
+            cue = f": {_clip(t.refusal_cue, 60)!r}" if t.refusal_cue else ""
+            flag += f" (detector: {t.refusal_reason}{cue})"
         lines.append(f"  R{i}: {flag}")
         if t.reply is not None:
             lines.append(f"      user: {_clip(t.user or '')}")
             lines.append(f"      assistant: {_clip(t.reply)}")
+            if t.refusal_clause:
+                lines.append(f"      decided by: {_clip(t.refusal_clause)}")
     if rec.turns and rec.turns[0].reply is None:
         lines.append("  (pass --mtmcs-save-transcripts to see the replies)")
     return "\n".join(lines)
 
 
 def _clip(text: str, limit: int = 160) -> str:
-    text = " ".join(text.split())
+    text = " ".join(for_terminal(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."

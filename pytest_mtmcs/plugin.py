@@ -60,6 +60,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # by an xdist worker, and aggregates the records riding on them.
     config.pluginmanager.register(mt, "mtmcs-session")
     mt.load_cases()  # fail fast on bad data (a usage error), before collecting anything
+    mt.open_store()  # and on a store that cannot be ours: checked before the first call
 
 
 def _xdist_controller(config: pytest.Config) -> bool:

@@ -19,8 +19,12 @@ from pytest_mtmcs.errors import EXIT_INFRA, MtmcsError
 from pytest_mtmcs.item_records import ItemRecords
 from pytest_mtmcs.progress_text import ProgressText
 from pytest_mtmcs.settings import Settings, check_settings, read_settings
+from pytest_mtmcs.textsafety import for_terminal
 
-__all__ = ["STASH_KEY", "MtmcsSession"]
+__all__ = ["INCOMPLETE_KINDS", "STASH_KEY", "MtmcsSession"]
+
+INCOMPLETE_KINDS = frozenset({"target", "store", "engine"})
+"""Error kinds that leave the run's results incomplete (a server, the store, the engine)."""
 
 if TYPE_CHECKING:
     from pytest_mtmcs.dataset import Case
@@ -109,16 +113,39 @@ class MtmcsSession:
 
         return skip_reason(case, self.build_target(), self.settings.caption_for_text)
 
+    def open_store(self) -> Store:
+        """Open the store (`--mtmcs-store`) once, before anything is collected or called: a
+        path that cannot be our store (a directory, a file that is not sqlite, a corrupt store,
+        a read-only folder) is a usage error naming it and the fix, and is left untouched."""
+        if self.store is None:
+            from pytest_mtmcs.rollout.store import Store
+            from pytest_mtmcs.rollout.store_errors import StoreUnusable
+
+            try:
+                self.store = Store(self.settings.store)
+            except StoreUnusable as exc:
+                raise pytest.UsageError(f"--mtmcs-store: {for_terminal(str(exc))}") from None
+        return self.store
+
     def start(self, jobs: Iterable[tuple[str, Case, set[str]]]) -> None:
         """Queue the selected items' jobs, (guardrail stack, case, question suffixes) in run
-        order (see `items.rollout_jobs`), and start rolling out."""
+        order (see `items.rollout_jobs`), and start rolling out. A store that fails as the
+        rollout starts ends the run at once (exit 75, naming the store)."""
+        from pytest_mtmcs.rollout.store_errors import StoreError
+
+        try:
+            self._start(jobs)
+        except StoreError as exc:
+            pytest.exit(f"pytest-mtmcs stopped the run: {for_terminal(str(exc))}",
+                        returncode=EXIT_INFRA)
+
+    def _start(self, jobs: Iterable[tuple[str, Case, set[str]]]) -> None:
         from pytest_mtmcs.build import build_engine, build_stacks
-        from pytest_mtmcs.rollout.store import Store
 
         target = self.build_target()
-        self.store = Store(self.settings.store)
+        store = self.open_store()
         self.engine = build_engine(
-            self.settings, target, self.store, judge=self.build_judge(),
+            self.settings, target, store, judge=self.build_judge(),
             stacks=build_stacks(self.settings, target, self.guardrails, self.config.rootpath),
             run_id=self.run_id, workerinput=getattr(self.config, "workerinput", None))
         for guardrail, case, suffixes in jobs:
@@ -138,22 +165,32 @@ class MtmcsSession:
         """pytest hook (this object is registered as a plugin): aggregate item records."""
         self.records.collect(report)
 
-    def raise_if_outage(self) -> None:
-        """Raise the engine's OutageError once a server's outage circuit has opened, so the
-        next item stops the run instead of waiting on its own failed rollout."""
-        if self.engine is not None and self.engine.outage is not None:
-            raise self.engine.outage
+    def raise_if_stopped(self) -> None:
+        """Raise the engine's OutageError once a server's outage circuit has opened, or the
+        reason the engine stopped on its own, so the next item stops the run instead of
+        waiting on its own rollout."""
+        engine = self.engine
+        if engine is None:
+            return
+        if engine.outage is not None:
+            raise engine.outage
+        if engine.failure is not None:
+            raise engine.stopped_error()
 
-    def note_outage(self, item: pytest.Item, exc: BaseException) -> None:
-        """A model server is down for good (its outage circuit opened): stop the run after
-        this item rather than erroring every remaining item one by one."""
+    def note_stop(self, item: pytest.Item, exc: BaseException) -> None:
+        """A model server is down for good (its outage circuit opened), or the rollout engine
+        stopped (the store failed, or a bug): stop the run after this item rather than
+        erroring every remaining item one by one."""
         from pytest_mtmcs.errors import OutageError
-        from pytest_mtmcs.rollout.engine import DialogueFailed
+        from pytest_mtmcs.item_records import root_cause
+        from pytest_mtmcs.rollout.jobs import EngineStopped
 
-        root = exc.__cause__ if isinstance(exc, DialogueFailed) and exc.__cause__ else exc
+        root = root_cause(exc)
         if isinstance(root, OutageError):
             self.outage = str(root)
-            item.session.shouldstop = f"pytest-mtmcs stopped the run: {root}"
+            item.session.shouldstop = f"pytest-mtmcs stopped the run: {for_terminal(str(root))}"
+        elif isinstance(exc, EngineStopped):
+            item.session.shouldstop = f"pytest-mtmcs stopped the run: {for_terminal(str(exc))}"
 
     # ------------------------------------------------------------------ the end
     def finish(self, session: pytest.Session) -> None:
@@ -179,7 +216,7 @@ class MtmcsSession:
             from pytest_mtmcs.reporting.post_run import post_run
 
             self.checks = post_run(report, self.settings, self.config, baseline=self.baseline,
-                                   infra_failed="target" in self.records.error_kinds)
+                                   infra_failed=bool(INCOMPLETE_KINDS & self.records.error_kinds))
             self.config.hook.pytest_mtmcs_run_summary(config=self.config, report=report)
         session.exitstatus = self.exit_code(int(session.exitstatus))
 
@@ -222,12 +259,21 @@ class MtmcsSession:
         return self.summary
 
     def exit_code(self, pytest_status: int) -> int:
-        """The run's exit code. Infrastructure trouble first (75: a model server failed; 4: bad
-        data); then, with gates, 0 exactly when every gate passes (and, with --mtmcs-strict,
-        every mtmcs item passed); failing tests that are not mtmcs items always fail the run."""
+        """The run's exit code. Trouble first, whatever the gates say, and the same whether a
+        dialogue or an intent question met it: 4 when a server refused the run's
+        configuration (its key, its model); 75 when a model server failed or the store could
+        not be read or written (retry: cached calls are not repeated); 3 when the rollout
+        engine stopped on a bug; 4 for bad data. Then, with gates, 0 exactly when every gate
+        passes (and, with --mtmcs-strict, every mtmcs item passed); failing tests that are not
+        mtmcs items always fail the run."""
         records = self.records
-        if "target" in records.error_kinds:
+        kinds = records.error_kinds
+        if "config" in kinds:
+            return int(pytest.ExitCode.USAGE_ERROR)
+        if "target" in kinds or "store" in kinds:
             return EXIT_INFRA
+        if "engine" in kinds:
+            return int(pytest.ExitCode.INTERNAL_ERROR)
         if pytest_status not in (0, 1):  # interrupted, internal error, usage error, no tests
             return pytest_status
         if "data" in records.error_kinds:

@@ -8,6 +8,8 @@ pydantic, and nothing heavier than pytest at module level.
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,9 @@ class Opt:
     bounds: tuple[float, float] | None = None
     """Inclusive range of a number option."""
 
+
+MAX_TOKENS = 1_000_000
+"""The largest token budget per call accepted (far above any model's context)."""
 
 OPTIONS: tuple[Opt, ...] = (
     Opt("data", "str", "ND-25/MCS-bench",
@@ -63,10 +68,14 @@ OPTIONS: tuple[Opt, ...] = (
         "text-only targets read the image caption in place of the image (else multimodal is skipped)"),
     Opt("allow-fallback", "bool", False,
         "fill an empty safe_/unsafe_ turn from r1/r3 as the official code does (default: data error)"),
-    Opt("temperature", "float", 0.1, "sampling temperature of every target call"),
-    Opt("max-tokens", "int", 128, "new tokens per dialogue turn"),
+    Opt("temperature", "float", 0.1, "sampling temperature of every target call (0-2)",
+        bounds=(0, 2)),
+    Opt("max-tokens", "int", 128, "new tokens per dialogue turn", bounds=(1, MAX_TOKENS)),
     Opt("api-key-env", "str", "OPENAI_API_KEY", "environment variable holding the API key"),
     Opt("timeout", "float", 120.0, "per-call timeout in seconds"),
+    Opt("max-reply-chars", "int", 100_000,
+        "most characters of one reply kept from an HTTP server; a longer reply is cut (the cut "
+        "is recorded) and its body is read no further", bounds=(1, 100_000_000)),
     Opt("retries", "int", 4, "retries of a failed call (timeouts, connection errors, 429, 5xx)"),
     Opt("max-outage", "float", 300.0,
         "stop the run (exit code 75) once a model server has failed every call for this many "
@@ -83,8 +92,9 @@ OPTIONS: tuple[Opt, ...] = (
         "and helpfulness on safe dialogues, 1-5"),
     Opt("judge-sees-image", "bool", False,
         "send the image to the judge too (by default it reads the caption only)"),
-    Opt("judge-temperature", "float", 0.0, "sampling temperature of the judge's calls"),
-    Opt("judge-max-tokens", "int", 256, "new tokens per judge call"),
+    Opt("judge-temperature", "float", 0.0, "sampling temperature of the judge's calls (0-2)",
+        bounds=(0, 2)),
+    Opt("judge-max-tokens", "int", 256, "new tokens per judge call", bounds=(1, MAX_TOKENS)),
     Opt("pass-score", "int", 4,
         "with a judge: a dialogue passes when its score (safety-awareness or helpfulness) is at "
         "least this", bounds=(1, 5)),
@@ -184,6 +194,7 @@ class Settings:
     max_tokens: int
     api_key_env: str
     timeout: float
+    max_reply_chars: int
     retries: int
     max_outage: float
     replica_concurrency: int
@@ -240,16 +251,18 @@ def _convert(opt: Opt, raw: Any, source: str) -> Any:
             return value
         if opt.kind == "float":
             value = float(text)
-            if not value >= 0 or (opt.name == "timeout" and value == 0):  # NaN fails too
+            # inf and nan parse as floats; no request can carry them (JSON has neither).
+            if not math.isfinite(value) or value < 0 or (opt.name == "timeout" and value == 0):
                 raise ValueError
             _check_bounds(opt, value)
             return value
     except ValueError:
         what = "a non-negative integer" if opt.name in _ZERO_OK else (
-            "a positive integer" if opt.kind == "int" else "a non-negative number")
+            "a positive integer" if opt.kind == "int" else
+            "a finite, positive number" if opt.name == "timeout" else "a finite, non-negative number")
         if opt.bounds:
             what = (f"{'an integer' if opt.kind == 'int' else 'a number'} from "
-                    f"{opt.bounds[0]:g} to {opt.bounds[1]:g}")
+                    f"{_num(opt.bounds[0])} to {_num(opt.bounds[1])}")
         raise pytest.UsageError(f"{source} {text!r}: expected {what}") from None
     if opt.kind == "list":
         items = tuple(x.strip() for x in text.split(",") if x.strip())
@@ -261,6 +274,10 @@ def _convert(opt: Opt, raw: Any, source: str) -> Any:
     if opt.choices and text not in opt.choices:
         raise pytest.UsageError(f"{source} {text!r}: expected one of {', '.join(opt.choices)}")
     return text
+
+
+def _num(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
 
 
 def _check_bounds(opt: Opt, value: float) -> None:
@@ -355,4 +372,28 @@ def check_settings(settings: Settings) -> list[tuple[str, str | None]]:
         raise pytest.UsageError('--mtmcs-html draws its plots with matplotlib, which is '
                                 'not installed. Install it with: '
                                 'pip install "pytest-mtmcs[report]"')
+    if s.guardrails_dir and not Path(s.guardrails_dir).is_dir():
+        raise pytest.UsageError(f"--mtmcs-guardrails-dir {s.guardrails_dir}: not a folder; expected "
+                                "a folder of guardrail configs (prompts/, NeMo config folders)")
+    check_outputs(s)
     return guardrails
+
+
+def check_outputs(s: Settings) -> None:
+    """Every file the run writes can be written and is neither the store nor one of its
+    inputs: a `pytest.UsageError` listing each problem, before the first call is made."""
+    from pytest_mtmcs.output_paths import output_problems
+
+    outputs = [(f"--mtmcs-{name}", path) for name, path in
+               (("report", s.report), ("markdown", s.markdown), ("html", s.html)) if path]
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if s.markdown and summary:
+        outputs.append(("$GITHUB_STEP_SUMMARY (appended to with --mtmcs-markdown)", summary))
+    data = s.data.split(":", 1)[1] if s.data.startswith(("parquet:", "jsonl:", "datasets:")) else s.data
+    inputs = [("--mtmcs-data", data), ("--mtmcs-captions", s.captions or ""),
+              ("--mtmcs-baseline", s.baseline or "")]
+    folders = [("--mtmcs-snapshot-dir", s.snapshot_dir)] if s.snapshot else []
+    problems = output_problems(outputs, inputs, store=s.store, folders=folders)
+    if problems:
+        raise pytest.UsageError("pytest-mtmcs cannot write its outputs (nothing was run):\n  "
+                                + "\n  ".join(problems))

@@ -2,14 +2,17 @@
 metrics, gates, A/B and baseline checks, outage and the files written.
 
 The tables are drawn by `reporting.terminal` and `reporting.post_run`; this module decides
-what is shown, in which order, at which verbosity.
+what is shown, in which order, at which verbosity. Every line goes through
+`textsafety.for_terminal` (through `_Safe`): redacted, and control characters shown as escapes,
+since lines quote specs, ids and model servers' messages.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pytest_mtmcs.errors import EXIT_INFRA
+from pytest_mtmcs.textsafety import for_terminal
 
 if TYPE_CHECKING:
     import pytest
@@ -19,11 +22,28 @@ if TYPE_CHECKING:
 __all__ = ["write_summary"]
 
 
-def write_summary(tr: pytest.TerminalReporter, mt: MtmcsSession) -> None:
+class _Safe:
+    """The terminal reporter's writing methods, with every text made inert first."""
+
+    def __init__(self, tr: pytest.TerminalReporter) -> None:
+        self._tr = tr
+
+    def write_line(self, line: str, **markup: bool) -> None:
+        self._tr.write_line(for_terminal(line), **markup)
+
+    def write_sep(self, sep: str, title: str | None = None, **kwargs: Any) -> None:
+        self._tr.write_sep(sep, for_terminal(title) if title else title, **kwargs)
+
+    def section(self, title: str, **kwargs: Any) -> None:
+        self._tr.section(for_terminal(title), **kwargs)
+
+
+def write_summary(tr_: pytest.TerminalReporter, mt: MtmcsSession) -> None:
     """The summary printed at the end of the run (nothing when no item was measured); with
     `-q`, the one-line metrics and only the failed gates."""
     if not mt.records.measured:
         return
+    tr = _Safe(tr_)
     from pytest_mtmcs.reporting.terminal import gate_lines, quiet_lines, summary_lines
 
     summary = mt.summarize()
@@ -54,9 +74,14 @@ def write_summary(tr: pytest.TerminalReporter, mt: MtmcsSession) -> None:
         terminal(tr, mt.checks, quiet=quiet)
     if mt.outage:
         tr.write_line(f"run stopped early, the model server is down: {mt.outage}", red=True)
-    if "target" in mt.records.error_kinds:
-        tr.write_line(f"model-server errors: results are incomplete; exit code {EXIT_INFRA} "
+    kinds = mt.records.error_kinds
+    if "target" in kinds or "store" in kinds:
+        what = "model-server" if "target" in kinds else "store"
+        tr.write_line(f"{what} errors: results are incomplete; exit code {EXIT_INFRA} "
                       "(retry the run; cached calls are not repeated)", red=True)
+    elif "engine" in kinds:
+        tr.write_line("the rollout engine stopped on an internal error: results are incomplete; "
+                      "exit code 3 (please report it with the message above)", red=True)
     if mt.checks is not None and mt.checks.written and not quiet:
         from pytest_mtmcs.reporting.terminal import clip_middle
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from pytest_mtmcs.dataset.cases import Case, Question, assemble, case_id
 from pytest_mtmcs.dataset.loaders import (
     RowTriple,
+    check_images,
     jsonl_captions,
     load_hf_dataset,
     load_jsonl,
@@ -23,7 +24,8 @@ from pytest_mtmcs.dataset.loaders import (
 from pytest_mtmcs.dataset.schema import MODALITIES, SPLITS, BenchRow, Modality, Split
 from pytest_mtmcs.errors import DataError
 
-__all__ = ["BenchRow", "Case", "DataSelection", "Question", "case_id", "load_captions", "load_cases"]
+__all__ = ["BenchRow", "Case", "DataSelection", "Question", "case_id", "load_captions", "load_cases",
+           "read_captions"]
 
 
 class DataSelection(BaseModel):
@@ -49,6 +51,8 @@ class DataSelection(BaseModel):
 
 
 def _resolve(sel: DataSelection) -> tuple[str, Path | str]:
+    if "\x00" in sel.data:
+        raise DataError("the data path contains a NUL byte", file=repr(sel.data))
     kind, _, rest = sel.data.partition(":")
     if kind in ("parquet", "jsonl", "datasets") and rest:
         value = rest
@@ -60,6 +64,10 @@ def _resolve(sel: DataSelection) -> tuple[str, Path | str]:
     if kind in ("parquet", "jsonl"):
         if not path.exists():
             raise DataError("does not exist", file=str(path))
+        if kind == "jsonl" and not path.is_file():
+            raise DataError("is not a file; `jsonl:` names one .jsonl file", file=str(path))
+        if kind == "parquet" and not path.is_dir():
+            raise DataError("is not a folder; `parquet:` names a snapshot folder", file=str(path))
         return kind, path
     if path.is_dir():
         return "parquet", path
@@ -85,8 +93,15 @@ def _rows(kind: str, where: Path | str, split: Split) -> Iterator[RowTriple]:
 def load_captions(sel: DataSelection, kind: str, where: Path | str) -> dict[str, str]:
     """Row id (as a string) -> caption. An explicitly named captions file must exist."""
     if sel.captions:
+        if "\x00" in sel.captions:
+            raise DataError("the captions path contains a NUL byte", file=repr(sel.captions))
         path = Path(sel.captions)
         path = path if path.is_absolute() else Path(sel.rootdir) / path
+        if path.is_dir():
+            raise DataError("is a directory; expected a captions JSON file", file=str(path))
+        if path.exists() and not path.is_file():
+            raise DataError("not a regular file (a device or a pipe?); expected a captions "
+                            "JSON file", file=str(path))
         if not path.is_file():
             raise DataError("captions file does not exist", file=str(path))
     else:
@@ -94,13 +109,51 @@ def load_captions(sel: DataSelection, kind: str, where: Path | str) -> dict[str,
         path = base / "captions.json"  # a local `datasets:` folder may carry one too
         if not path.is_file():
             return jsonl_captions(Path(where)) if kind == "jsonl" else {}
+    return read_captions(path)
+
+
+def read_captions(path: Path) -> dict[str, str]:
+    """A captions JSON file: an object mapping row ids to caption strings. Anything else (not
+    UTF-8, not JSON, a list, a caption that is not a string) is a `DataError` naming the file."""
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read the captions file ({exc.strerror or exc})",
+                        file=str(path)) from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+                        "expected a JSON object of captions saved as UTF-8", file=str(path)) from None
+    try:
+        raw = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DataError(f"not valid JSON ({exc.msg}, line {exc.lineno})", file=str(path)) from exc
-    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
-        raise DataError("expected a JSON object mapping row ids to caption strings", file=str(path))
+        raise DataError(f"not valid JSON ({exc.msg}, line {exc.lineno})", file=str(path)) from None
+    except RecursionError:
+        raise DataError("not valid JSON (nested too deeply)", file=str(path)) from None
+    if not isinstance(raw, dict):
+        raise DataError(f"expected a JSON object mapping row ids to caption strings, got a JSON "
+                        f"{type(raw).__name__}", file=str(path))
+    bad = next((k for k, v in raw.items() if not isinstance(v, str)), None)
+    if bad is not None:
+        raise DataError(f"expected a caption string for row id {bad!r:.40}, got a JSON "
+                        f"{type(raw[bad]).__name__}", file=str(path))
     return {str(k): v for k, v in raw.items()}
+
+
+def _image_roots(kind: str, where: Path | str) -> tuple[Path, ...]:
+    """Where image files named by the data may live: the dataset's own folder (for a hub
+    dataset, the Hugging Face caches it was downloaded to)."""
+    if kind == "jsonl":
+        return (Path(where).parent,)
+    if kind == "parquet" or Path(where).is_dir():
+        return (Path(where),)
+    try:
+        from datasets import config as ds_config
+        from huggingface_hub import constants
+    except ImportError:  # pragma: no cover - load_hf_dataset has failed already
+        return ()
+    return (Path(ds_config.HF_DATASETS_CACHE), Path(constants.HF_HUB_CACHE))
 
 
 def load_cases(sel: DataSelection) -> list[Case]:
@@ -121,7 +174,12 @@ def load_cases(sel: DataSelection) -> list[Case]:
             triples = [triples[i] for i in picked]
         if sel.limit is not None:
             triples = triples[: sel.limit]
+        if "multimodal" in sel.modalities:
+            triples = check_images(triples, _image_roots(kind, where))
         for row, image, src in triples:
             cases += assemble(row, split, image=image, caption=captions.get(str(row.id)), source=src,
                               fallback=sel.fallback, modalities=sel.modalities)
+    if not cases:
+        raise DataError(f"no rows in split(s) {', '.join(sel.splits)}: nothing to run",
+                        file=str(where))
     return cases

@@ -201,6 +201,9 @@ def _load(path: Path, problems: list[DataError]) -> list[Any] | None:
         problems.append(DataError(f"not valid JSON ({exc.msg} at line {exc.lineno}, column "
                                   f"{exc.colno})", file=str(path)))
         return None
+    except RecursionError:
+        problems.append(DataError("not valid JSON (nested too deeply)", file=str(path)))
+        return None
     if not isinstance(data, list):
         problems.append(DataError(f"expected a JSON list of records, got {_got(data)}", file=str(path)))
         return None

@@ -6,7 +6,7 @@ Images are not fields here: the loaders attach `ImageRef`s so the bytes stay on 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -17,6 +17,13 @@ MODALITIES: tuple[Modality, ...] = ("multimodal", "unimodal")
 Safety = Literal["safe", "unsafe"]
 SAFETIES: tuple[Safety, ...] = ("safe", "unsafe")
 LETTERS = "ABCDEFG"
+
+
+def _json_type(v: Any) -> str:
+    """How a value reads in the data file: 'string', 'number', 'boolean', ..."""
+    names = {bool: "boolean", int: "number", float: "number", str: "string", list: "list",
+             dict: "object", type(None): "null"}
+    return names.get(type(v), type(v).__name__)
 
 
 class _Frozen(BaseModel):
@@ -84,11 +91,32 @@ class TFItem(_Frozen):
     question: str = Field(description="The statement to judge true or false.")
     ground_truth: bool = Field(description="Whether the statement is true.")
 
+    @field_validator("ground_truth", mode="before")
+    @classmethod
+    def _a_real_boolean(cls, v: Any) -> Any:
+        # The release stores a boolean. pydantic's lax mode would read "yes", "true", "0" or 1
+        # as a boolean: a string in this field is a broken export, never silently a verdict.
+        if not isinstance(v, bool):
+            raise ValueError(f"expected a boolean (true or false), not a {_json_type(v)}")
+        return v
+
 
 class BenchRow(_Frozen):
     """One row of a split (without its images, which the loader references lazily)."""
 
     id: int = Field(description="Row id; also the key of the image caption file.")
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _a_row_number(cls, v: Any) -> Any:
+        # The release's ids are 0..751. A string, float or boolean id is a broken export (lax
+        # pydantic would read "7", 7.0 and True alike), and a negative one would make item ids
+        # such as `type_a--005`.
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError(f"expected a non-negative integer, not a {_json_type(v)}")
+        if v < 0:
+            raise ValueError("expected a non-negative integer (ids are 0, 1, 2, ...)")
+        return v
     unsafe_intent: str = Field(description="Abstract statement of the harmful goal.")
     multimodal_dialogue: DialogueFields
     unimodal_dialogue: DialogueFields

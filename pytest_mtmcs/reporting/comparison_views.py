@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Sequence
-from html import escape
+from html import escape as _escape
 
 from pytest_mtmcs.reporting.compare import (
     SPLIT_NAMES,
@@ -18,6 +18,12 @@ from pytest_mtmcs.reporting.compare import (
 )
 from pytest_mtmcs.reporting.terminal import WIDTH
 from pytest_mtmcs.scoring.metrics import ALL
+from pytest_mtmcs.textsafety import for_terminal
+
+
+def escape(text: str) -> str:
+    """Text for the HTML fragment: redacted, control characters shown, HTML-escaped."""
+    return _escape(for_terminal(text))
 
 
 def fmt_value(f: FigureDiff, value: float | None) -> str:

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pytest_mtmcs.reporting.compare import SPLIT_NAMES, stack_label
+from pytest_mtmcs.reporting.files import write_atomic
 from pytest_mtmcs.reporting.report import RunReport
 from pytest_mtmcs.reporting.terminal import clip_middle
 from pytest_mtmcs.scoring.metrics import (
@@ -29,6 +30,7 @@ from pytest_mtmcs.scoring.metrics import (
     Rate,
 )
 from pytest_mtmcs.scoring.records import DialogueRecord, TurnRecord
+from pytest_mtmcs.textsafety import for_terminal
 
 __all__ = ["render_html", "write_html"]
 
@@ -67,8 +69,9 @@ table.figures td+td,table.gates td{white-space:nowrap}table.figures td:first-chi
 
 
 def _e(text: object) -> str:
-    """Text from the run, escaped for HTML text and attribute values alike."""
-    return html.escape(str(text), quote=True)
+    """Text from the run, redacted (no fragment of an API key) and escaped for HTML text and
+    attribute values alike; control characters are shown as escapes."""
+    return html.escape(for_terminal(str(text)), quote=True)
 
 
 def _rate(r: Rate) -> str:
@@ -337,13 +340,4 @@ def write_html(report: RunReport, path: str | Path, *,
     then a rename), creating parent folders; returns the path. Nothing is written when
     rendering fails."""
     text = render_html(report, extra_sections=extra_sections)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(out)  # readers see the old file or the whole new one, never a half
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return out
+    return write_atomic(path, text)

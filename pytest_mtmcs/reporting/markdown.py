@@ -3,6 +3,12 @@
 `render_markdown` takes the run's report and what was checked on top of it (A/B comparisons,
 baseline checks, snapshot lines); `write_markdown` writes it and, when `GITHUB_STEP_SUMMARY` is
 set, appends it to the job summary as well.
+
+Every value placed in the Markdown (ids, specs, reasons that may quote a model server, notes)
+goes through `textsafety.for_markdown`: redacted, control characters shown as escapes, HTML and
+Markdown punctuation made inert, so a server's answer cannot become a link, an image, a
+`<details open>` or a broken table in the report or the job summary. Only this module's own
+markup is markup.
 """
 
 from __future__ import annotations
@@ -17,17 +23,23 @@ from pytest_mtmcs.reporting.compare import (
     Comparison,
     stack_label,
 )
+from pytest_mtmcs.reporting.files import write_atomic
 from pytest_mtmcs.reporting.report import RunReport
 from pytest_mtmcs.reporting.terminal import stack_blocks, summary_rows
 from pytest_mtmcs.scoring.metrics import ALL
+from pytest_mtmcs.textsafety import for_markdown
 
 FAILED_SHOWN = 200
 """Failed dialogues listed by name; the rest are counted."""
 
 
 def _cell(text: object) -> str:
-    """A table cell: pipes escaped, newlines folded."""
+    """A table cell of this module's own text: pipes escaped, newlines folded. Values from
+    outside are passed through `_md` first."""
     return " ".join(str(text).split()).replace("|", "\\|")
+
+
+_md = for_markdown
 
 
 def _table(head: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
@@ -56,7 +68,7 @@ def _p(p: float | None) -> str:
 
 def comparison_markdown(cmp: Comparison) -> list[str]:
     """One A/B comparison: the verdict, a table of figures, the flipped dialogues."""
-    lines = [f"### A/B: {cmp.a} → {cmp.b}", "", f"**{cmp.verdict}**", "",
+    lines = [f"### A/B: {_md(cmp.a)} → {_md(cmp.b)}", "", f"**{_md(cmp.verdict)}**", "",
              f"{cmp.matched} dialogues matched"
              + (f" ({cmp.only_a} only in A, {cmp.only_b} only in B)" if cmp.only_a or cmp.only_b
                 else "") + ".", ""]
@@ -71,7 +83,7 @@ def comparison_markdown(cmp: Comparison) -> list[str]:
     for label, ids in (("pass → fail", cmp.to_fail), ("fail → pass", cmp.to_pass)):
         if ids:
             lines += ["", f"<details><summary>{len(ids)} dialogues {label}</summary>", "",
-                      ", ".join(f"`{i}`" for i in ids), "", "</details>"]
+                      _md(", ".join(ids)), "", "</details>"]
     return [*lines, ""]
 
 
@@ -79,16 +91,16 @@ def render_markdown(report: RunReport, *, comparisons: Sequence[Comparison] = ()
                     baseline: Sequence[BaselineCheck] = (), baseline_notes: Sequence[str] = (),
                     snapshot: Sequence[str] = ()) -> str:
     """The whole run as GitHub-flavoured Markdown."""
-    lines = [f"## pytest-mtmcs: {report.target}", "",
-             f"data `{report.data}`" + (f", judge `{report.judge}`" if report.judge else "")
-             + (f"; {report.rollout}" if report.rollout else ""), ""]
+    lines = [f"## pytest-mtmcs: {_md(report.target)}", "",
+             f"data {_md(report.data)}" + (f", judge {_md(report.judge)}" if report.judge else "")
+             + (f"; {_md(report.rollout)}" if report.rollout else ""), ""]
     if report.gates:
         failed = sum(not g.passed for g in report.gates)
         outcome = "all passed" if not failed else f"{failed} of {len(report.gates)} FAILED"
         lines += [f"**Gates: {outcome}**", ""]
         lines += _table(["", "gate", "stack", "figure", "95% CI", "n"], [
             ["✅ PASS" if g.passed else "❌ FAIL", f"{g.label} {g.op} {g.threshold:g}",
-             stack_label(g.target, g.guardrail), "-" if g.value is None else f"{g.value:.3f}",
+             _md(stack_label(g.target, g.guardrail)), "-" if g.value is None else f"{g.value:.3f}",
              "" if g.ci is None else f"[{g.ci[0]:.3f}, {g.ci[1]:.3f}]", g.n]
             for g in report.gates])
         lines.append("")
@@ -97,25 +109,25 @@ def render_markdown(report: RunReport, *, comparisons: Sequence[Comparison] = ()
         lines += [f"**Against the baseline: {bad} significant regression{'s' * (bad != 1)}**", ""]
         if baseline:
             lines += _table(["", "stack", "figure", "change", "95% CI", "p"], [
-                ["❌ regressed" if c.regressed else "ok", c.stack, c.label,
+                ["❌ regressed" if c.regressed else "ok", _md(c.stack), _md(c.label),
                  _diff(c.diff, not c.figure.endswith("_avg")),
                  "" if c.ci is None else _interval(c.ci, not c.figure.endswith("_avg")),
                  _p(c.p_value)]
                 for c in baseline])
-        lines += [f"- {n}" for n in baseline_notes] + [""]
+        lines += [f"- {_md(n)}" for n in baseline_notes] + [""]
     if snapshot:
-        lines += ["**Snapshot**", "", "```", *snapshot, "```", ""]
+        lines += ["**Snapshot**", "", *(f"- {_md(line)}" for line in snapshot), ""]
     for cmp in comparisons:
         lines += comparison_markdown(cmp)
     for target, guardrail, block, heads in stack_blocks(report.summary):
-        lines += [f"### {stack_label(target, guardrail)}", ""]
+        lines += [f"### {_md(stack_label(target, guardrail))}", ""]
         lines += _table(["figure", *heads], [[label, *cells] for label, cells in summary_rows(block)])
         lines.append("")
     failed_ds = [d for d in report.dialogues if d.verdict in ("fail", "error")]
     if failed_ds:
         lines += [f"<details><summary>{len(failed_ds)} failed or errored dialogues</summary>", ""]
         lines += _table(["dialogue", "stack", "verdict", "reason"], [
-            [d.id, stack_label(d.target, d.guardrail), d.verdict, d.reason or ""]
+            [_md(d.id), _md(stack_label(d.target, d.guardrail)), d.verdict, _md(d.reason or "")]
             for d in failed_ds[:FAILED_SHOWN]])
         if len(failed_ds) > FAILED_SHOWN:
             lines += ["", f"... and {len(failed_ds) - FAILED_SHOWN} more (see the JSON report)"]
@@ -128,12 +140,7 @@ def write_markdown(text: str, path: str | Path | None) -> list[Path]:
     set). Returns the files written."""
     written = []
     if path:
-        out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(out)
-        written.append(out)
+        written.append(write_atomic(path, text))
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
         with open(summary, "a", encoding="utf-8") as fh:

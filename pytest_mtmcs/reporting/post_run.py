@@ -42,22 +42,50 @@ class OutputSettings(Protocol):
     def baseline_alpha(self) -> float: ...
 
 
-def load_baseline(path: str) -> RunReport:
-    """A stored `--mtmcs-report`; a usage error naming the file when it is not one."""
+def load_baseline(path: str, *, option: str = "--mtmcs-baseline") -> RunReport:
+    """A stored `--mtmcs-report` (also what `mtmcs summary` and `mtmcs compare` read). Anything
+    else is a `pytest.UsageError` of one sentence naming `option`, the file and what is wrong:
+    missing or unreadable, not UTF-8, not JSON, another tool's JSON, or a report of another
+    format version; never a traceback."""
+    import json
+
     from pydantic import ValidationError
 
+    def bad(why: str) -> pytest.UsageError:
+        return pytest.UsageError(f"{option} {path}: {why}")
+
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        if Path(path).exists() and not Path(path).is_dir() and not Path(path).is_file():
+            raise bad("not a regular file (a device or a pipe?); expected a JSON report file")
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise bad("no such file") from None
     except OSError as exc:
-        raise pytest.UsageError(f"--mtmcs-baseline {path}: cannot read it ({exc.strerror})") from None
+        raise bad(f"cannot read it ({exc.strerror or exc})") from None
     try:
-        return RunReport.model_validate_json(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise bad(f"not a pytest-mtmcs JSON report: not UTF-8 text (byte 0x{data[exc.start]:02x} "
+                  f"at offset {exc.start})") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise bad(f"not a pytest-mtmcs JSON report: not valid JSON ({exc.msg}, line "
+                  f"{exc.lineno})") from None
+    except RecursionError:
+        raise bad("not a pytest-mtmcs JSON report: JSON nested too deeply") from None
+    expected = RunReport.model_fields["version"].default
+    if isinstance(raw, dict) and "summary" in raw and raw.get("version") != expected:
+        raise bad(f"a pytest-mtmcs report of format version {str(raw.get('version'))[:20]} "
+                  f"(pytest-mtmcs {str(raw.get('tool_version'))[:20]}); this version reads "
+                  f"format {expected}: write the report again with this version")
+    try:
+        return RunReport.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(x) for x in first["loc"])
-        raise pytest.UsageError(
-            f"--mtmcs-baseline {path}: not a pytest-mtmcs JSON report ({exc.error_count()} "
-            f"problems; first at {where or 'the top'}: {first['msg']})") from None
+        raise bad(f"not a pytest-mtmcs JSON report ({exc.error_count()} problems; first at "
+                  f"{where or 'the top'}: {first['msg']})") from None
 
 
 @dataclass
@@ -138,11 +166,19 @@ def snapshot_lines(checks: RunChecks) -> list[tuple[str, bool]]:
 
 def _junit_properties(config: pytest.Config, report: RunReport, checks: RunChecks) -> None:
     """Put the overall figures, gates and baseline checks into the JUnit XML (`--junitxml`) as
-    test-suite properties, e.g. `mtmcs.smollm2.none.refusal_rate_unsafe`."""
+    test-suite properties, e.g. `mtmcs.smollm2.none.refusal_rate_unsafe`. Names and values are
+    redacted and free of control characters (`textsafety.for_terminal`): they are built from
+    specs and labels, and XML cannot carry most control characters at all."""
+    from pytest_mtmcs.textsafety import for_terminal
+
     xml = next((p for p in config.pluginmanager.get_plugins()
                 if type(p).__name__ == "LogXML" and hasattr(p, "add_global_property")), None)
     if xml is None:
         return
+
+    def prop(name: str, value: str) -> None:
+        xml.add_global_property(for_terminal(name), for_terminal(value))
+
     for g in report.summary:
         if not g.overall:
             continue
@@ -155,38 +191,43 @@ def _junit_properties(config: pytest.Config, report: RunReport, checks: RunCheck
         for name, m in figures.items():
             if m is None or m.value is None:
                 continue
-            xml.add_global_property(f"{prefix}.{name}", f"{m.value:.4f}")
+            prop(f"{prefix}.{name}", f"{m.value:.4f}")
             if m.ci is not None:
-                xml.add_global_property(f"{prefix}.{name}.ci95", f"{m.ci[0]:.4f},{m.ci[1]:.4f}")
-            xml.add_global_property(f"{prefix}.{name}.n", str(m.n))
+                prop(f"{prefix}.{name}.ci95", f"{m.ci[0]:.4f},{m.ci[1]:.4f}")
+            prop(f"{prefix}.{name}.n", str(m.n))
     for gate in report.gates:
-        xml.add_global_property(f"mtmcs.gate.{gate.target}.{gate.guardrail}.{gate.option}",
-                                "PASS" if gate.passed else "FAIL")
+        prop(f"mtmcs.gate.{gate.target}.{gate.guardrail}.{gate.option}",
+             "PASS" if gate.passed else "FAIL")
     for c in checks.baseline:
-        xml.add_global_property(f"mtmcs.baseline.{c.stack}.{c.figure}",
-                                "REGRESSED" if c.regressed else "ok")
+        prop(f"mtmcs.baseline.{c.stack}.{c.figure}", "REGRESSED" if c.regressed else "ok")
 
 
 def terminal(tr: Any, checks: RunChecks, *, quiet: bool) -> None:
     """A/B tables, the baseline gate and the snapshot lines, after the summary tables.
-    With `-q` only the verdicts and failures are shown."""
+    With `-q` only the verdicts and failures are shown. `tr` is expected to make its lines
+    inert (`terminal_summary` passes one that does); they are made so here as well."""
+    from pytest_mtmcs.textsafety import for_terminal
+
+    def write(line: str, **markup: bool) -> None:
+        tr.write_line(for_terminal(line), **markup)
+
     for cmp in checks.comparisons:
         if quiet:
             for line in textwrap.wrap(f"A/B {cmp.a} -> {cmp.b}: {cmp.verdict}", 100,
                                       subsequent_indent="    ", break_on_hyphens=False):
-                tr.write_line(line)
+                write(line)
         else:
             for line in comparison_lines(cmp):
-                tr.write_line(line)
+                write(line)
     if checks.baseline or checks.baseline_notes:
         lines = baseline_lines(checks.baseline, checks.baseline_notes,
                                Path(checks.baseline_source or "").name)
         for i, (line, bad) in enumerate(lines):
             if not quiet or i == 0 or bad:
-                tr.write_line(line, red=bad, green=i == 0 and not bad)
+                write(line, red=bad, green=i == 0 and not bad)
     for text, bad in snapshot_lines(checks):
         if not quiet or bad:
-            tr.write_line(text, red=bad)
+            write(text, red=bad)
 
 
 __all__ = ["RunChecks", "load_baseline", "post_run", "snapshot_lines", "stack_label", "terminal"]

@@ -6,11 +6,13 @@ stored run can be shown again without re-running it (`mtmcs summary RUN.json`)."
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pytest_mtmcs.reporting.files import write_atomic
 from pytest_mtmcs.scoring.metrics import GateResult, GroupSummary
 from pytest_mtmcs.scoring.records import DialogueRecord, QuestionRecord
 from pytest_mtmcs.version import __version__
@@ -39,14 +41,27 @@ class RunReport(BaseModel):
                     "answered from the store are not counted.")
 
 
+# JSON escapes C0 controls but leaves DEL, the C1 controls (0x9b is CSI on 8-bit terminals) and
+# the bidirectional overrides raw; they can only occur inside strings, where \uXXXX is the same.
+_INERT = re.compile("[\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def inert_json(text: str) -> str:
+    """JSON text made inert on a terminal (`cat report.json`) and in XML: every control
+    character and bidirectional override JSON leaves raw becomes a `\\uXXXX` escape, which reads
+    back as the same text."""
+    return _INERT.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
+
+
+def report_json(report: RunReport) -> str:
+    """The report as inert JSON text (`inert_json`). Secrets never reach a report: server text
+    is redacted where it is received."""
+    return inert_json(report.model_dump_json(indent=2))
+
+
 def write_json(report: RunReport, path: str | Path) -> Path:
     """Write the report atomically (temp file, then rename)."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(report.model_dump_json(indent=2), encoding="utf-8")
-    tmp.replace(out)
-    return out
+    return write_atomic(path, report_json(report))
 
 
-__all__ = ["RunReport", "write_json"]
+__all__ = ["RunReport", "inert_json", "report_json", "write_json"]

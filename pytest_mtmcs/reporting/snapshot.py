@@ -19,7 +19,6 @@ import difflib
 import hashlib
 import os
 import re
-import tempfile
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from syrupy.data import Snapshot, SnapshotCollection
 from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
+from pytest_mtmcs.reporting.files import write_atomic
 from pytest_mtmcs.reporting.outcomes import (
     compare_tables,
     data_slice,
@@ -48,24 +48,6 @@ LIST_LIMIT = 20
 """Changed dialogues named one per line in the terminal (the rest are counted)."""
 SYRUPY_NOTE = ("note: beside snapshot tests, syrupy reports files under {name}/ it does not know "
                "as unused (--snapshot-update deletes them): set --mtmcs-snapshot-dir elsewhere")
-
-
-def _write_atomic(path: Path, text: str, encoding: str | None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A dot-name temp file beside the target: never a half-written snapshot, and syrupy's
-    # snapshot discovery skips dot-names.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding=encoding) as f:
-            f.write(text)
-        # mkstemp makes the file owner-only; a snapshot is committed and shared like any file.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class MtmcsSnapshotExtension(SingleFileSnapshotExtension):
@@ -106,7 +88,7 @@ class MtmcsSnapshotExtension(SingleFileSnapshotExtension):
         data = next(iter(snapshot_collection)).data
         if not isinstance(data, str):
             raise TypeError(f"MtmcsSnapshotExtension writes text, got {type(data).__name__}")
-        _write_atomic(Path(snapshot_collection.location), data, cls.get_write_encoding())
+        write_atomic(Path(snapshot_collection.location), data, encoding=cls.get_write_encoding())
 
 
 # ----------------------------------------------------------------------------- the check

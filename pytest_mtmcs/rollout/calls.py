@@ -5,19 +5,38 @@ Every call of a run (target, guardrail stack, guardrail helper, judge) goes thro
 rather than repeated (single flight: Type A's safe and unsafe dialogues share R1 and R2, a row's
 two multimodal dialogues share its caption); a new reply is committed the moment it arrives. At
 most `concurrency` calls are in flight per target identity.
+
+Single flight holds across processes too (two `pytest --mtmcs` runs on one store, xdist
+workers): before a call is made it is claimed in the store (`Store.claim_call`). A process that
+finds the call claimed by another live process waits, outside its request slots, for the reply
+to appear in the store and reuses it; if the holder dies (its process is gone, or its
+heartbeat stops) or gives up (its call failed), the call is claimed again and made here.
+
+Every write goes through the engine's single writer thread (`StoreWriter`), so a slow write
+never stalls the event loop. A store that fails is fatal to the engine: `on_store_error` is
+told at once, whatever the caller does with the exception, and the future shared by the
+callers of that request is settled with it, so nobody waits on it.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from pytest_mtmcs.chat import Conversation, GenParams, Reply
 from pytest_mtmcs.guardrails.base import GuardedTarget
 from pytest_mtmcs.rollout.progress import Progress
 from pytest_mtmcs.rollout.store import Store, call_key
+from pytest_mtmcs.rollout.store_errors import StoreError
+from pytest_mtmcs.rollout.writer import StoreWriter
 from pytest_mtmcs.targets.base import Target
 
 __all__ = ["CallCache"]
+
+POLL_FIRST_S = 0.01
+POLL_MAX_S = 0.25
+"""How often a call claimed by another process is looked for in the store: from 10 ms,
+doubling, up to 250 ms (reads only, on the read connection)."""
 
 
 class CallCache:
@@ -25,54 +44,118 @@ class CallCache:
 
     `target` and `judge_target` tell which counter of `progress` a new call adds to: target
     calls, judge calls, or guardrail helper calls (a guarded stack's own reply is no model call
-    itself: its target and helpers are counted as they are called).
+    itself: its target and helpers are counted as they are called). `stale_after_s`: a claim
+    whose holder has not beaten for this long is taken over.
     """
 
     def __init__(self, store: Store, progress: Progress, *, concurrency: int, target: Target,
-                 judge_target: Target | None = None) -> None:
+                 judge_target: Target | None = None, writer: StoreWriter | None = None,
+                 on_store_error: Callable[[StoreError], None] = lambda exc: None,
+                 stale_after_s: float = 60.0) -> None:
         self.store = store
         self.progress = progress
         self.concurrency = max(1, concurrency)
         self.target = target
         self.judge_target = judge_target
-        self._inflight: dict[str, asyncio.Future[Reply]] = {}
-        """call key -> the reply of the request in flight under that key."""
+        self.writer = writer if writer is not None else StoreWriter()
+        self.on_store_error = on_store_error
+        self.stale_after_s = stale_after_s
+        self._inflight: dict[str, asyncio.Future[tuple[Reply, bool]]] = {}
+        """call key -> (reply, made elsewhere) of the request in flight under that key."""
         self._slots: dict[str, asyncio.Semaphore] = {}
         """target identity -> its request slots."""
+        self._beaten = False
+        self.halted: BaseException | None = None
+        """Set by the engine when it stops on its own: no call starts after that."""
+
+    async def beat(self) -> None:
+        """Say this process is alive, so other processes wait for the calls it claimed
+        (called every few seconds by the engine, and before the first claim)."""
+        await self.writer.run(self.store.beat_holder)
+        self._beaten = True
 
     async def call(self, target: Target, conversation: Conversation,
                    params: GenParams) -> tuple[Reply, bool]:
         """One call through the store, at most `concurrency` in flight per target; returns the
-        reply and whether it was cached (or shared with an identical request in flight)."""
+        reply and whether it was cached (or shared with an identical request in flight, here
+        or in another process)."""
         identity = target.cache_identity()
         key = call_key(identity, conversation, params)
-        cached = self.store.get(key)
+        try:
+            cached = self.store.get(key)
+        except StoreError as exc:
+            self.on_store_error(exc)
+            raise
         if cached is not None:
             self.progress.cached += 1
             return cached, True
         pending = self._inflight.get(key)
         if pending is not None:
-            reply = await asyncio.shield(pending)
+            reply, _ = await asyncio.shield(pending)
             self.progress.cached += 1
             return reply, True
-        fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[tuple[Reply, bool]] = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
-        slots = self._slots.get(identity)
-        if slots is None:
-            slots = self._slots[identity] = asyncio.Semaphore(self.concurrency)
         try:
-            async with slots:
-                reply = await target.respond(conversation, params)
+            reply, elsewhere = await self._once(target, identity, key, conversation, params)
         except BaseException as exc:
+            if isinstance(exc, StoreError):
+                self.on_store_error(exc)
             fut.set_exception(exc)
             fut.exception()  # mark retrieved: waiters re-raise it, nobody else must
             raise
         finally:
             del self._inflight[key]
-        self.store.put(key, identity, reply)
-        fut.set_result(reply)
-        self._count(target)
-        return reply, False
+        fut.set_result((reply, elsewhere))
+        if elsewhere:
+            self.progress.cached += 1
+        else:
+            self._count(target)
+        return reply, elsewhere
+
+    async def _once(self, target: Target, identity: str, key: str, conversation: Conversation,
+                    params: GenParams) -> tuple[Reply, bool]:
+        """Make the call unless another process has it in flight (then wait for its reply);
+        (reply, whether it came from another process)."""
+        slots = self._slots.get(identity)
+        if slots is None:
+            slots = self._slots[identity] = asyncio.Semaphore(self.concurrency)
+        if not self._beaten:
+            await self.beat()
+        while True:
+            async with slots:  # claimed only when it can be made at once
+                claim = await self.writer.run(self.store.claim_call, key,
+                                              stale_after_s=self.stale_after_s)
+                if claim == "mine":
+                    if self.halted is not None:  # the engine died while this was claimed
+                        self.writer.submit(self.store.release_call, key)
+                        raise self.halted
+                    try:
+                        reply = await target.respond(conversation, params)
+                    except BaseException:
+                        self.writer.submit(self.store.release_call, key)
+                        raise
+                    await self.writer.run(self.store.put, key, identity, reply)
+                    return reply, False
+            if claim == "done":
+                stored = self.store.get(key)
+                if stored is not None:
+                    return stored, True
+                continue
+            reply_found = await self._wait_elsewhere(key)  # held by another process
+            if reply_found is not None:
+                return reply_found, True
+
+    async def _wait_elsewhere(self, key: str) -> Reply | None:
+        """Wait while another live process holds `key`: its reply once stored, or None when
+        the claim was dropped (its call failed) or its holder died, to claim it again."""
+        pause = POLL_FIRST_S
+        while True:
+            reply, held = self.store.call_waiting(key, stale_after_s=self.stale_after_s)
+            if reply is not None or not held:
+                return reply
+            await asyncio.sleep(pause)
+            pause = min(POLL_MAX_S, pause * 2)
 
     def _count(self, target: Target) -> None:
         """Count a new (uncached) call under its role."""

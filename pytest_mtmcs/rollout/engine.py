@@ -10,6 +10,12 @@ only for its own result (a `concurrent.futures.Future`).
 This module schedules and runs the jobs. Every call goes through the store first (calls.py);
 what a job carries and the records made from it are in jobs.py; what the store already holds
 is read by resume.py; xdist row claims are in claims.py.
+
+When the engine stops for any reason other than `stop()` (a store that cannot be written, an
+exception in a worker's loop or in the heartbeat: a bug), every open future is settled at once
+with `EngineStopped` naming the cause, and `finished` is set when its thread ends, so an item
+never waits on a dead engine. Store writes go through one writer thread (writer.py), never on
+the event loop.
 """
 
 from __future__ import annotations
@@ -19,48 +25,53 @@ import heapq
 import itertools
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Any
 
 from pytest_mtmcs.chat import Conversation, GenParams, Reply
 from pytest_mtmcs.dataset import Case, Question
-from pytest_mtmcs.errors import DataError, MtmcsError, OutageError
+from pytest_mtmcs.errors import DataError, OutageError
 from pytest_mtmcs.guardrails.base import GuardedTarget
 from pytest_mtmcs.rollout.calls import CallCache
 from pytest_mtmcs.rollout.claims import RowClaims
 from pytest_mtmcs.rollout.jobs import (
     DialogueFailed,
+    EngineStopped,
     Job,
     Recorder,
     check_image,
     job_key,
     question_params,
+    refusal_verdicts,
     settle,
     stored_answer_key,
     stored_rollout_key,
 )
+from pytest_mtmcs.rollout.lifecycle import EngineLoop
 from pytest_mtmcs.rollout.progress import Progress
 from pytest_mtmcs.rollout.protocol import question_request, turn_request
 from pytest_mtmcs.rollout.resume import load_stored
 from pytest_mtmcs.rollout.store import Store
+from pytest_mtmcs.rollout.store_errors import StoreError
 from pytest_mtmcs.rollout.workqueue import WorkQueue
 from pytest_mtmcs.scoring.judge import Judge
 from pytest_mtmcs.scoring.records import DialogueRecord, JudgeRecord, QuestionRecord
-from pytest_mtmcs.scoring.refusal import DETECTOR_VERSION, RefusalVerdict, detect_refusal
+from pytest_mtmcs.scoring.refusal import DETECTOR_VERSION, RefusalVerdict
 from pytest_mtmcs.scoring.verdicts import DEFAULT_PASS_SCORE
 from pytest_mtmcs.targets.base import Target
 
-__all__ = ["DialogueFailed", "Engine", "check_image", "job_key"]
+__all__ = ["DialogueFailed", "Engine", "EngineStopped", "check_image", "job_key"]
 
 
-class Engine:
+class Engine(EngineLoop):
     """Rolls out cases against a target; results are futures keyed by dialogue/question id."""
 
     def __init__(self, target: Target, store: Store, *, params: GenParams, concurrency: int,
                  keep_text: bool = False, prefetch: bool = True, judge: Judge | None = None,
                  pass_score: int = DEFAULT_PASS_SCORE,
                  stacks: dict[str, GuardedTarget] | None = None,
-                 queue: WorkQueue | None = None) -> None:
+                 queue: WorkQueue | None = None, beat_s: float = 5.0) -> None:
         self.target = target
         self.queue = queue
         """Row claims shared with other xdist workers (None in a single process)."""
@@ -72,23 +83,24 @@ class Engine:
         self.store = store
         self.params = params
         self.concurrency = max(1, concurrency)
+        self.worker_slots = self.concurrency
         self.keep_text = keep_text
         self.prefetch = prefetch
         """Roll out queued cases ahead of the items; when False, only cases items ask for."""
         self.progress = Progress()
         self.outage: OutageError | None = None
         """Set once a model server's outage circuit opened: the run should stop."""
+        super().__init__()
+        self.beat_s = beat_s
+        """Seconds between heartbeats (claims of calls in flight, xdist row claims)."""
         self._calls = CallCache(store, self.progress, concurrency=self.concurrency, target=target,
-                                judge_target=judge.target if judge is not None else None)
+                                judge_target=judge.target if judge is not None else None,
+                                writer=self._writer, on_store_error=self._die)
         self._records = Recorder(target.spec, keep_text, pass_score)
         self._jobs: dict[str, Job] = {}
         self._heap: list[tuple[int, int, str]] = []
         self._seq = itertools.count()
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._wakeup: asyncio.Event | None = None
-        self._stopping = False
 
     # ------------------------------------------------------------------ scheduling (any thread)
     def add(self, case: Case, *, use_caption: bool = False, questions: set[str] | None = None,
@@ -147,14 +159,6 @@ class Engine:
             heapq.heappush(self._heap, (0, next(self._seq), key))
         self._wake()
 
-    def _wake(self) -> None:
-        loop, event = self._loop, self._wakeup
-        if loop is not None and event is not None and not loop.is_closed():
-            try:
-                loop.call_soon_threadsafe(event.set)
-            except RuntimeError:  # the loop closed in between
-                pass
-
     def _next_job(self) -> Job | None:
         """The next job to roll out: asked-for first (priority 0), then the rest of a row this
         worker holds (1), then collection order (2). Under xdist, a job whose row another
@@ -181,7 +185,7 @@ class Engine:
             heapq.heappush(self._heap, (1, next(self._seq), k))
         return mine
 
-    def _job_done(self, job: Job) -> None:
+    async def _job_done(self, job: Job) -> None:
         """A job of a held row finished: mark the row done once all of its jobs have."""
         claims = self._claims
         if claims is None or job.follow or not claims.is_held(job.unit):
@@ -189,48 +193,43 @@ class Engine:
         with self._lock:
             finished = claims.job_done(job.unit)
         if finished:
-            claims.row_done(job.unit)
+            await self._writer.run(claims.row_done, job.unit)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop after the calls in flight; unfinished futures get an error."""
-        self._stopping = True
+    def _open_futures(self) -> Iterator[Future[Any]]:
+        for job in self._jobs.values():
+            yield job.dialogue
+            yield from job.questions.values()
+
+    def _halt(self, exc: BaseException) -> None:
+        self._calls.halted = exc
+        self._clear_queue()
+
+    def _clear_queue(self) -> None:
         with self._lock:
             self._heap.clear()
-        self._wake()
-        if self._thread is not None:
-            self._thread.join(timeout)
-        for job in self._jobs.values():
-            futures: list[Future[Any]] = [job.dialogue, *job.questions.values()]
-            for fut in futures:
-                settle(fut, error=MtmcsError("the run stopped before this dialogue was rolled out"))
 
-    # ------------------------------------------------------------------ the loop (engine thread)
-    def _run(self) -> None:
-        asyncio.run(self._main())
-
-    async def _main(self) -> None:
-        self._wakeup = asyncio.Event()
-        self._loop = asyncio.get_running_loop()
+    async def _close(self) -> None:
+        """Release the models and this process's claims on calls (best effort: the engine may
+        be stopping because the store failed)."""
+        for closing in [stack.aclose for stack in self.stacks.values()] + (
+                [self.judge.target.aclose] if self.judge is not None else []):
+            try:
+                await closing()  # a guarded stack closes its guardrail, not the target
+            except Exception as exc:
+                if self.failure is None:
+                    self.failure = exc
         try:
-            # Four times as many workers as request slots: a worker waiting for a request that
-            # another dialogue already has in flight (Type A's shared R1/R2) holds no slot, and
-            # neither does one waiting for another xdist worker's row (measured: 2x left slots
-            # idle, 37.2 s against 42.6 s for 2,304 calls at concurrency 16).
-            beat = asyncio.create_task(self._beat()) if self.queue is not None else None
-            await asyncio.gather(*(self._worker() for _ in range(4 * self.concurrency)))
-            if beat is not None:
-                beat.cancel()
-        finally:
-            for stack in self.stacks.values():
-                await stack.aclose()  # a guarded stack closes its guardrail, not the target
-            if self.judge is not None:
-                await self.judge.target.aclose()
+            await self._writer.run(self.store.release_all)
+        except StoreError:
+            pass
 
     async def _beat(self) -> None:
-        assert self.queue is not None
+        """Say this process is alive: its claims on calls in flight, its xdist rows."""
         while not self._stopping:
-            await asyncio.sleep(5.0)
-            self.queue.beat()
+            await self._calls.beat()
+            if self.queue is not None:
+                await self._writer.run(self.queue.beat)
+            await asyncio.sleep(self.beat_s)
 
     async def _worker(self) -> None:
         assert self._wakeup is not None
@@ -287,7 +286,7 @@ class Engine:
         try:
             await self._roll_job(job)
         finally:
-            self._job_done(job)
+            await self._job_done(job)
 
     async def _roll_job(self, job: Job) -> None:
         case = job.case
@@ -309,10 +308,12 @@ class Engine:
                     reply, was_cached = await self._call(job, request, self.params)
                     replies.append(reply)
                     cached.append(was_cached)
-                verdicts = [detect_refusal(r.text) for r in replies]
+                verdicts = refusal_verdicts(case, replies)
                 rollout = self.rollout_key(job)
-                self.store.put_dialogue(rollout, replies,
-                                        [v.model_dump() for v in verdicts], DETECTOR_VERSION)
+                await self._write(self.store.put_dialogue, rollout, replies,
+                                  [v.model_dump() for v in verdicts], DETECTOR_VERSION)
+            except StoreError:
+                raise  # the store failed: the whole engine stops (see _die)
             except Exception as exc:  # TargetError, DataError, or a bug: surfaced on the item
                 self._fail(job, exc)
                 return
@@ -336,6 +337,8 @@ class Engine:
         if self.judge is not None:
             try:
                 judged = await self.judge.score(job.case, [r.text for r in job.replies], self.call)
+            except StoreError:
+                raise
             except Exception as exc:  # TargetError (judge down), DataError (no caption)
                 self.progress.errors += 1
                 self._count_done()
@@ -365,10 +368,16 @@ class Engine:
                     job, question_request(job.case, q, replies, use_caption=job.use_caption),
                     question_params(q, self.params))
                 if rollout is not None:
-                    self.store.put_answer(
-                        stored_answer_key(job, q, replies, rollout, self.params), reply.text)
+                    await self._write(self.store.put_answer,
+                                      stored_answer_key(job, q, replies, rollout, self.params),
+                                      reply.text)
+            except StoreError:
+                raise
             except Exception as exc:
-                settle(job.questions[q.suffix], self._records.question_error(job, q, str(exc)))
+                # The error itself, not a record: its kind (a model server that failed, bad
+                # data) decides the exit code exactly as a dialogue's does.
+                self.progress.errors += 1
+                settle(job.questions[q.suffix], error=exc)
                 return
             text = reply.text
         self._settle_answer(job, q, text, was_cached)

@@ -26,7 +26,7 @@ from pytest_mtmcs.scoring.records import (
 from pytest_mtmcs.scoring.refusal import RefusalVerdict, detect_refusal
 from pytest_mtmcs.scoring.verdicts import dialogue_verdict, parse_answer, question_verdict
 
-__all__ = ["DialogueFailed", "Job", "Recorder", "check_image", "job_key", "question_params",
+__all__ = ["DialogueFailed", "EngineStopped", "Job", "Recorder", "check_image", "job_key", "question_params",
            "settle", "stored_answer_key", "stored_rollout_key"]
 
 
@@ -71,6 +71,11 @@ class DialogueFailed(MtmcsError):
     """A question could not be asked because its dialogue's rollout failed."""
 
 
+class EngineStopped(MtmcsError):
+    """The rollout engine stopped on its own before this result: its `__cause__` says why (a
+    `StoreError`: infrastructure trouble; anything else: a bug)."""
+
+
 def check_image(case: Case) -> None:
     """Raise DataError (file, row, field) when the case's image cannot be read or decoded."""
     assert case.image is not None
@@ -91,6 +96,12 @@ def settle(fut: Future[Any], result: Any = None, error: BaseException | None = N
             fut.set_result(result)
     except InvalidStateError:  # already resolved by the other thread
         pass
+
+
+def refusal_verdicts(case: Case, replies: list[Reply]) -> list[RefusalVerdict]:
+    """The refusal detector's verdict on each reply, given the user turn it answers (the
+    turn's text as the benchmark wrote it; the detector uses it to see deflections)."""
+    return [detect_refusal(r.text, request=case.turns[t]) for t, r in enumerate(replies)]
 
 
 def question_params(q: Question, params: GenParams) -> GenParams:
@@ -131,14 +142,17 @@ class Recorder:
         """A dialogue's record from its replies (refusal verdicts computed unless given)."""
         case = job.case
         if verdicts is None:
-            verdicts = [detect_refusal(r.text) for r in replies]
+            verdicts = refusal_verdicts(case, replies)
         turns = []
         for t, (reply, was_cached, found) in enumerate(zip(replies, cached, verdicts, strict=True)):
             turns.append(TurnRecord(
                 user=case.turns[t] if self.keep_text else None,
                 reply=reply.text if self.keep_text else None,
                 refused=found.refused or reply.blocked_by is not None,
-                refusal_kind=found.kind, blocked_by=reply.blocked_by,
+                refusal_kind=found.kind, refusal_reason=found.reason,
+                refusal_cue=None if found.cue is None else found.cue[:80],
+                refusal_clause=found.clause if self.keep_text else None,
+                blocked_by=reply.blocked_by,
                 block_reason=reply.block_reason, guard_calls=reply.guard_calls,
                 guard_tokens=reply.guard_tokens, guard_latency_s=reply.guard_latency_s,
                 cached=was_cached, latency_s=0.0 if was_cached else reply.latency_s,
@@ -163,10 +177,6 @@ class Recorder:
             parsed=parsed, correct=verdict == "pass", verdict=verdict, reason=reason,
             cached=was_cached,
         )
-
-    def question_error(self, job: Job, q: Question, reason: str) -> QuestionRecord:
-        """The record of a question that could not be asked (its call failed)."""
-        return QuestionRecord(**self._question_base(job, q), verdict="error", reason=reason)
 
     def _question_base(self, job: Job, q: Question) -> dict[str, Any]:
         case = job.case

@@ -5,19 +5,44 @@ generation parameters), so a re-run with the same settings replays every reply f
 run killed half way resumes where it stopped: each reply is committed in its own transaction
 the moment it arrives (WAL mode, so concurrent readers and writers, including other xdist
 workers, never see a torn write).
+
+Two connections: reads go through one, writes through the other, so a read on the engine's
+event loop never waits behind a write (the engine sends writes to one writer thread). Every
+sqlite failure is raised as `StoreError`, naming the store's path and the fix: a store that
+cannot be used at all (not sqlite, corrupt, a directory, a read-only folder) is found when it
+is opened (`StoreUnusable`, a usage error), one that fails later (a disk gone read-only, a lock
+held for longer than a minute) is infrastructure trouble. A file that is not our store is never
+written, truncated or deleted.
+
+Calls in flight are claimed in the store (`inflight`, with the holder's host, process id and
+heartbeat in `holders`), so two runs sharing a store make each call once (see calls.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 from pytest_mtmcs.chat import Conversation, GenParams, Reply
+from pytest_mtmcs.rollout.store_errors import (
+    FIX,
+    StoreError,
+    StoreUnusable,
+    check_path,
+    inspect,
+    unusable,
+)
+
+_T = TypeVar("_T")
 
 SCHEMA_VERSION = 1
 
@@ -52,7 +77,22 @@ CREATE TABLE IF NOT EXISTS owners (
     heartbeat REAL NOT NULL,
     PRIMARY KEY (run, owner)
 );
+CREATE TABLE IF NOT EXISTS inflight (
+    key TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    since REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS holders (
+    owner TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    heartbeat REAL NOT NULL
+);
 """
+
+CallClaim = Literal["mine", "held", "done"]
+"""What a claim on a call found: this engine now holds it, another holds it, or its reply is
+already stored."""
 
 
 def call_key(target_identity: str, conversation: Conversation, params: GenParams) -> str:
@@ -86,40 +126,75 @@ def _address(payload: dict[str, Any]) -> str:
 
 
 class Store:
-    """One sqlite file; safe to share between threads of a process and between processes."""
+    """One sqlite file; safe to share between threads of a process and between processes.
+
+    Raises `StoreUnusable` when `path` cannot be our store (checked before anything is
+    written); after that every sqlite failure is a `StoreError` naming `path`.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        check_path(self.path)
+        inspect(self.path, SCHEMA_VERSION)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), timeout=60.0, check_same_thread=False,
-                                   isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=60000")
-        with self._lock:
-            self._db.executescript(_SCHEMA)
-            row = self._db.execute("SELECT v FROM meta WHERE k='schema'").fetchone()
-            if row is None:
+        """Guards the write connection."""
+        self._rlock = threading.Lock()
+        """Guards the read connection."""
+        try:
+            self._db = self._connect()
+            self._rdb = self._connect()
+            with self._lock:
+                self._db.executescript(_SCHEMA)
+                self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
                                  (str(SCHEMA_VERSION),))
-            elif int(row[0]) != SCHEMA_VERSION:
-                raise RuntimeError(f"store {self.path} has schema {row[0]}, this version reads "
-                                   f"{SCHEMA_VERSION}; use another --mtmcs-store or delete it")
+        except sqlite3.Error as exc:
+            self._close_all()
+            raise StoreUnusable(unusable(self.path, exc)) from None
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(6).hex()}"
+        """This process's name on the calls it claims (see `claim_call`)."""
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(str(self.path), timeout=60.0, check_same_thread=False,
+                             isolation_level=None)
+        db.execute("PRAGMA busy_timeout=60000")
+        db.execute("PRAGMA synchronous=NORMAL")
+        return db
+
+    @contextmanager
+    def _guard(self, what: str) -> Iterator[None]:
+        """Turn a sqlite failure into a `StoreError` naming the store and `what` failed."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreError(self.path, what, f"{exc} (check the disk and the file's "
+                             f"permissions, or {FIX})") from None
+
+    def _read(self, what: str, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        with self._guard(f"cannot read {what}"), self._rlock:
+            return fn(self._rdb)
+
+    def _write(self, what: str, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        with self._guard(f"cannot write {what}"), self._lock:
+            return fn(self._db)
 
     def get(self, key: str) -> Reply | None:
         """The cached reply for a call key, or None."""
-        with self._lock:
-            row = self._db.execute("SELECT reply FROM calls WHERE key=?", (key,)).fetchone()
+        row = self._read("a reply", lambda db: db.execute(
+            "SELECT reply FROM calls WHERE key=?", (key,)).fetchone())
         return Reply.model_validate_json(row[0]) if row else None
 
     def put(self, key: str, target_identity: str, reply: Reply) -> None:
-        """Record a reply (its own committed transaction)."""
-        with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO calls (key, target, reply, created) VALUES (?, ?, ?, ?)",
-                (key, target_identity, reply.model_dump_json(), time.time()),
-            )
+        """Record a reply, and release this process's claim on the call, in one committed
+        transaction."""
+        blob = reply.model_dump_json()
+
+        def put(db: sqlite3.Connection) -> None:
+            with _transaction(db):
+                db.execute("INSERT OR REPLACE INTO calls (key, target, reply, created) "
+                           "VALUES (?, ?, ?, ?)", (key, target_identity, blob, time.time()))
+                db.execute("DELETE FROM inflight WHERE key=? AND owner=?", (key, self.owner))
+        self._write("a reply", put)
 
     def put_dialogue(self, key: str, replies: list[Reply], verdicts: list[dict[str, Any]],
                      detector: int) -> None:
@@ -127,9 +202,9 @@ class Store:
         (valid for detector version `detector` only), under its dialogue key."""
         blob = json.dumps({"replies": [r.model_dump(mode="json") for r in replies],
                            "verdicts": verdicts, "detector": detector})
-        with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO dialogues (key, replies, created) VALUES (?, ?, ?)",
-                             (key, blob, time.time()))
+        self._write("a dialogue", lambda db: db.execute(
+            "INSERT OR REPLACE INTO dialogues (key, replies, created) VALUES (?, ?, ?)",
+            (key, blob, time.time())))
 
     def get_dialogues(self, keys: list[str],
                       detector: int) -> dict[str, tuple[list[Reply], list[dict[str, Any]] | None]]:
@@ -146,9 +221,9 @@ class Store:
 
     def put_answer(self, key: str, answer: str) -> None:
         """Record an intent question's answer text under its `answer_key`."""
-        with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO answers (key, answer, created) VALUES (?, ?, ?)",
-                             (key, answer, time.time()))
+        self._write("an answer", lambda db: db.execute(
+            "INSERT OR REPLACE INTO answers (key, answer, created) VALUES (?, ?, ?)",
+            (key, answer, time.time())))
 
     def get_answers(self, keys: list[str]) -> dict[str, str]:
         """The stored answers among `keys` in one pass (chunks of 500 keys per query)."""
@@ -160,61 +235,152 @@ class Store:
         rows: list[tuple[str, str]] = []
         for i in range(0, len(keys), 500):
             chunk = keys[i:i + 500]
-            with self._lock:
-                rows += self._db.execute(
-                    f"{select} WHERE key IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+            rows += self._read("stored rollouts", lambda db, c=chunk: db.execute(  # type: ignore[misc]
+                f"{select} WHERE key IN ({','.join('?' * len(c))})", c).fetchall())
         return rows
+
+    # ---------------------------------------------------------------- calls in flight (runs)
+    def claim_call(self, key: str, *, stale_after_s: float) -> CallClaim:
+        """Claim the call `key` for this process (one transaction, so atomic across processes):
+        `done` when its reply is stored, `mine` when this process now holds it (nobody did, or
+        the holder stopped: its process is gone, or its heartbeat is older than
+        `stale_after_s`), else `held`."""
+        def claim(db: sqlite3.Connection) -> CallClaim:
+            with _transaction(db):
+                if db.execute("SELECT 1 FROM calls WHERE key=?", (key,)).fetchone():
+                    return "done"
+                db.execute("INSERT OR IGNORE INTO inflight (key, owner, since) VALUES (?, ?, ?)",
+                           (key, self.owner, time.time()))
+                holder = str(db.execute("SELECT owner FROM inflight WHERE key=?",
+                                        (key,)).fetchone()[0])
+                if holder == self.owner:
+                    return "mine"
+                if _alive(db, holder, stale_after_s):
+                    return "held"
+                db.execute("UPDATE inflight SET owner=?, since=? WHERE key=?",
+                           (self.owner, time.time(), key))
+                return "mine"
+        return self._write("a call claim", claim)
+
+    def call_waiting(self, key: str, *, stale_after_s: float) -> tuple[Reply | None, bool]:
+        """For a process waiting on another's claim: (the reply if stored, whether a live holder
+        still has the call in flight). Reads only."""
+        def look(db: sqlite3.Connection) -> tuple[str | None, bool]:
+            row = db.execute("SELECT reply FROM calls WHERE key=?", (key,)).fetchone()
+            if row is not None:
+                return str(row[0]), False
+            held = db.execute("SELECT owner FROM inflight WHERE key=?", (key,)).fetchone()
+            return None, held is not None and _alive(db, str(held[0]), stale_after_s)
+        blob, held = self._read("a reply", look)
+        return (Reply.model_validate_json(blob) if blob is not None else None), held
+
+    def release_call(self, key: str) -> None:
+        """Give up this process's claim on `key` (its call failed)."""
+        self._write("a call claim", lambda db: db.execute(
+            "DELETE FROM inflight WHERE key=? AND owner=?", (key, self.owner)))
+
+    def beat_holder(self) -> None:
+        """Say this process is alive (its claimed calls are in flight)."""
+        self._write("the heartbeat", lambda db: db.execute(
+            "INSERT OR REPLACE INTO holders (owner, host, pid, heartbeat) VALUES (?, ?, ?, ?)",
+            (self.owner, socket.gethostname(), os.getpid(), time.time())))
+
+    def release_all(self) -> None:
+        """Drop every claim of this process and its heartbeat (the engine stopped)."""
+        def drop(db: sqlite3.Connection) -> None:
+            with _transaction(db):
+                db.execute("DELETE FROM inflight WHERE owner=?", (self.owner,))
+                db.execute("DELETE FROM holders WHERE owner=?", (self.owner,))
+        self._write("the call claims", drop)
 
     # ---------------------------------------------------------------- work queue (xdist)
     # Each method is one statement, so each is atomic across processes (see workqueue.py).
     def queue_claim(self, run: str, unit: str, owner: str) -> tuple[str, bool]:
         """Claim `unit` for `owner` unless someone holds it; returns (holder, done)."""
-        with self._lock:
-            self._db.execute("INSERT OR IGNORE INTO claims (run, unit, owner) VALUES (?, ?, ?)",
-                             (run, unit, owner))
-            row = self._db.execute("SELECT owner, done FROM claims WHERE run=? AND unit=?",
-                                   (run, unit)).fetchone()
-        return str(row[0]), bool(row[1])
+        def claim(db: sqlite3.Connection) -> tuple[str, bool]:
+            db.execute("INSERT OR IGNORE INTO claims (run, unit, owner) VALUES (?, ?, ?)",
+                       (run, unit, owner))
+            row = db.execute("SELECT owner, done FROM claims WHERE run=? AND unit=?",
+                             (run, unit)).fetchone()
+            return str(row[0]), bool(row[1])
+        return self._write("a row claim", claim)
 
     def queue_state(self, run: str, unit: str) -> tuple[str | None, bool]:
         """(holder, done) of a unit; (None, False) when unclaimed."""
-        with self._lock:
-            row = self._db.execute("SELECT owner, done FROM claims WHERE run=? AND unit=?",
-                                   (run, unit)).fetchone()
+        row = self._read("a row claim", lambda db: db.execute(
+            "SELECT owner, done FROM claims WHERE run=? AND unit=?", (run, unit)).fetchone())
         return (None, False) if row is None else (str(row[0]), bool(row[1]))
 
     def queue_take_over(self, run: str, unit: str, old: str, new: str) -> bool:
         """Move an unfinished unit from `old` to `new`, only if `old` still holds it."""
-        with self._lock:
-            cur = self._db.execute("UPDATE claims SET owner=? WHERE run=? AND unit=? AND owner=? "
-                                   "AND done=0", (new, run, unit, old))
+        cur = self._write("a row claim", lambda db: db.execute(
+            "UPDATE claims SET owner=? WHERE run=? AND unit=? AND owner=? AND done=0",
+            (new, run, unit, old)))
         return cur.rowcount == 1
 
     def queue_done(self, run: str, unit: str, owner: str) -> None:
         """Mark a unit done (by its holder)."""
-        with self._lock:
-            self._db.execute("UPDATE claims SET done=1 WHERE run=? AND unit=? AND owner=?",
-                             (run, unit, owner))
+        self._write("a row claim", lambda db: db.execute(
+            "UPDATE claims SET done=1 WHERE run=? AND unit=? AND owner=?", (run, unit, owner)))
 
     def queue_beat(self, run: str, owner: str, now: float) -> None:
         """Record that `owner` is alive."""
-        with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO owners (run, owner, heartbeat) "
-                             "VALUES (?, ?, ?)", (run, owner, now))
+        self._write("the heartbeat", lambda db: db.execute(
+            "INSERT OR REPLACE INTO owners (run, owner, heartbeat) VALUES (?, ?, ?)",
+            (run, owner, now)))
 
     def queue_heartbeat(self, run: str, owner: str) -> float | None:
         """When `owner` last said it was alive."""
-        with self._lock:
-            row = self._db.execute("SELECT heartbeat FROM owners WHERE run=? AND owner=?",
-                                   (run, owner)).fetchone()
+        row = self._read("the heartbeat", lambda db: db.execute(
+            "SELECT heartbeat FROM owners WHERE run=? AND owner=?", (run, owner)).fetchone())
         return None if row is None else float(row[0])
 
     def count(self) -> int:
         """Number of cached calls."""
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM calls").fetchone()[0])
+        return int(self._read("the calls", lambda db: db.execute(
+            "SELECT COUNT(*) FROM calls").fetchone()[0]))
 
     def close(self) -> None:
-        """Close the connection."""
-        with self._lock:
-            self._db.close()
+        """Close the connections."""
+        with self._lock, self._rlock:
+            self._close_all()
+
+    def _close_all(self) -> None:
+        for db in (getattr(self, "_db", None), getattr(self, "_rdb", None)):
+            if db is not None:
+                db.close()
+
+
+@contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction, taking the write lock up front (no upgrade deadlock)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _alive(db: sqlite3.Connection, owner: str, stale_after_s: float) -> bool:
+    """Whether the process `owner` (a holder of calls) is alive: its heartbeat is recent and,
+    on this host, its process still exists."""
+    row = db.execute("SELECT host, pid, heartbeat FROM holders WHERE owner=?",
+                     (owner,)).fetchone()
+    if row is None or time.time() - float(row[2]) > stale_after_s:
+        return False
+    host, pid = str(row[0]), int(row[1])
+    return host != socket.gethostname() or _pid_alive(pid)
+
+
+def _pid_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would end the process there: trust the heartbeat
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: it exists, owned by someone else
+        return True
+    return True

@@ -23,6 +23,13 @@ class TurnRecord(BaseModel):
     reply: str | None = Field(default=None, description="The assistant reply (transcripts only).")
     refused: bool = Field(description="Whether the refusal detector flagged the reply.")
     refusal_kind: str | None = Field(default=None, description="refusal, deflection, ...")
+    refusal_reason: str | None = Field(
+        default=None, description="The detector's rule that decided (e.g. decline, "
+        "decline_then_alternative, hedge_then_comply, deflection): why the turn counts or not.")
+    refusal_cue: str | None = Field(
+        default=None, description="The phrase that decided, as the detector saw it (a few words).")
+    refusal_clause: str | None = Field(
+        default=None, description="The sentence that decided (transcripts only: reply text).")
     blocked_by: str | None = Field(default=None, description="Guardrail that blocked this turn.")
     block_reason: str | None = Field(default=None, description="Why it blocked (e.g. categories).")
     guard_calls: int = Field(default=0, description="Extra model calls or passes of the guardrail.")

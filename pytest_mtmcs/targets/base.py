@@ -47,6 +47,11 @@ class TargetOptions(BaseModel):
     each further consecutive failure; a success brings it back at once."""
     cooldown_cap_s: float = 60.0
     """Upper bound of a replica's cool-down."""
+    max_reply_chars: int = 100_000
+    """Most characters of one reply an HTTP target keeps; a longer reply is cut to this many
+    and the cut is recorded (`Reply.cut_at`, counted as `cut_replies`). The body is read only
+    that far (about 4 bytes a character), so a runaway server cannot fill memory or the store.
+    Far above what any answer of a few hundred tokens needs."""
     batch_size: int = 16
     """Largest batch a local model generates at once."""
     caption_for_text: bool = False

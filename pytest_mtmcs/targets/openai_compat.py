@@ -1,40 +1,57 @@
 """OpenAI-compatible chat-completions target (OpenAI, vLLM, TGI, Ollama, LM Studio, ...).
 
-Specs:
+Specs (parsed in `openai_spec.py`):
     openai:MODEL                          base URL from $OPENAI_BASE_URL, else OpenAI's
     openai+http://host:port/v1:MODEL      any compatible server; MODEL may contain ':' and '/'
+    openai+http://[::1]:8000/v1:MODEL     an IPv6 literal in brackets
     openai+URL1|URL2|URL3:MODEL           replicas of one model (quote it in a shell: `|`)
     openai+file:replicas.txt:MODEL        replicas listed in a file, one URL a line (`#` comments)
 
 Images travel as base64 `data:` URIs in `image_url` parts; the history keeps the model's own
-replies as `assistant` messages. The API key is read from the environment variable named by
-`--mtmcs-api-key-env` (default OPENAI_API_KEY) and never appears in specs, keys, messages or
-reports.
+replies as `assistant` messages. The API key is read, when the target is built, from the
+environment variable named by `--mtmcs-api-key-env` (default OPENAI_API_KEY) and registered with
+`textsafety`, so no fragment of it survives in any text the run keeps or shows. A variable
+named by `--mtmcs-api-key-env` that is not set is a SpecError (exit 4); so is an unset key for
+OpenAI's own API. Self-hosted servers without a key are sent `EMPTY`.
 
-Failures are handled here, not by the SDK (its own retries are off, so nothing is counted
-twice): timeouts (`timeout_s` bounds each whole attempt), connection errors, 429 (Retry-After
-honoured up to `retry_after_cap_s`), 5xx and malformed 200 bodies are retried up to `retries`
-times with full-jitter backoff; any other 4xx fails at once. A replica that fails sits out a
-cool-down while its retry goes to another (see `replicas.py`). When no call has succeeded for
-longer than `max_outage_s`, calls raise OutageError at once (see `resilience.py`). Counters are
-in `target.stats`.
+The HTTP exchange is ours (httpx, no SDK retries, so nothing is counted twice), and every body
+is read within a bound (`openai_http.py`): a reply longer than `max_reply_chars` is cut and
+the cut recorded on the Reply. Timeouts (`timeout_s` bounds each whole attempt, body included),
+connection errors, 429 (Retry-After honoured up to `retry_after_cap_s`), 5xx and 200 bodies
+that are not a usable chat completion (HTML, not JSON, no choices, null content) are retried up
+to `retries` times with full-jitter backoff. 401, 403 and 404 mean the run's key or model is
+wrong: `ServerRefused` (exit 4) at once, and every later call of the run fails with it without
+a request. Any other 4xx fails at once. A replica that fails sits out a cool-down while its
+retry goes to another (see `replicas.py`). When no call has succeeded for longer than
+`max_outage_s`, calls raise OutageError at once (see `resilience.py`). Counters are in
+`target.stats`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
-import re
 import sys
 import time
-from collections.abc import Awaitable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from pytest_mtmcs.chat import Conversation, GenParams, ImagePart, Reply, data_uri
-from pytest_mtmcs.errors import OutageError, SpecError, TargetError
+from pytest_mtmcs.errors import OutageError, ServerRefused, SpecError, TargetError
 from pytest_mtmcs.targets.base import Target, TargetOptions
+from pytest_mtmcs.targets.openai_http import (
+    ERROR_BODY_BYTES,
+    BadBody,
+    Parsed,
+    body_limit,
+    error_text,
+    parse_completion,
+    quote,
+    read_bounded,
+)
+from pytest_mtmcs.targets.openai_spec import parse_rest
 from pytest_mtmcs.targets.replicas import Replica, ReplicaPool
 from pytest_mtmcs.targets.resilience import (
     CallStats,
@@ -43,13 +60,12 @@ from pytest_mtmcs.targets.resilience import (
     retry_after_s,
     retry_reason,
 )
+from pytest_mtmcs.textsafety import register_secret
 
-# A URL cannot hold a raw '|' (RFC 3986 wants it percent-encoded) and its path holds no ':'
-# here, so '|' separates replicas and the first ':' after the last URL starts the model.
-_URL = r"https?://[^/\s:|]+(?::\d+)?(?:/[^:\s|]*)?"
-_URL_ONLY = re.compile(rf"^{_URL}$")
-_URLS_MODEL = re.compile(rf"^(?P<urls>{_URL}(?:\|{_URL})*):(?P<model>\S.*)$")
+__all__ = ["OPENAI_URL", "OpenAICompatTarget", "from_spec", "parse_rest", "to_openai_messages"]
+
 OPENAI_URL = "https://api.openai.com/v1"
+DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 _T = TypeVar("_T")
 
 
@@ -80,6 +96,28 @@ else:  # pragma: no cover - Python 3.10
         return await asyncio.wait_for(aw, seconds)
 
 
+def read_key(options: TargetOptions, base_url: str | None) -> str:
+    """The API key from the environment, registered as a secret; SpecError naming the variable
+    when it is needed and not set. Self-hosted servers without a key get `EMPTY`."""
+    name = options.api_key_env
+    raw = os.environ.get(name, "")
+    key = raw.strip()  # a key read from a file often ends in a newline
+    if key:
+        register_secret(raw)
+        register_secret(key)
+        if not key.isascii() or not key.isprintable():
+            raise SpecError(f"the environment variable {name} holds characters an HTTP header "
+                            f"cannot carry (control or non-ASCII characters): export {name} "
+                            "with the key alone")
+        return key
+    if base_url is None or name != DEFAULT_KEY_ENV:
+        where = "OpenAI's API needs a key" if base_url is None else f"--mtmcs-api-key-env names {name}"
+        raise SpecError(f"{where}, but the environment variable {name} is "
+                        f"{'empty' if name in os.environ else 'not set'}: export {name}=<your key> "
+                        "(or name the variable that holds it with --mtmcs-api-key-env)")
+    return "EMPTY"  # self-hosted servers (vLLM, TGI, Ollama) usually accept any key
+
+
 class _Failed(Exception):
     """One attempt failed retryably: `reason` (stats key), text for the final message."""
 
@@ -90,27 +128,34 @@ class _Failed(Exception):
 
 
 class OpenAICompatTarget(Target):
-    """A model behind one or more chat-completions endpoints, called through the `openai` SDK.
+    """A model behind one or more chat-completions endpoints.
 
-    `base_url`: None (the SDK's default, OpenAI's API), one URL, or several replica URLs of
-    the same model joined by '|'. Counters: `stats`. Raises TargetError when a call fails
-    for good (naming the URL, the status and the retries made), OutageError (a TargetError)
-    once the server has failed continuously for longer than `options.max_outage_s`.
+    `base_url`: None (OpenAI's API), one URL, or several replica URLs of the same model joined
+    by '|'. Counters: `stats`. Raises TargetError when a call fails for good (naming the URL,
+    the status and the retries made), ServerRefused (a TargetError of kind `config`) when the
+    server rejects the key or the model, OutageError (a TargetError) once the server has
+    failed continuously for longer than `options.max_outage_s`. SpecError at construction for
+    bad options or a needed key that is not set.
     """
 
-    def __init__(self, model: str, base_url: str | None, options: TargetOptions) -> None:
+    def __init__(self, model: str, base_url: str | None, options: TargetOptions, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """`clock`: the monotonic clock of the outage circuit and the replicas' cool-downs
+        (tests inject one)."""
         _check_options(options)
         self.model = model
         self.base_url = base_url
         self.options = options
+        self._key = read_key(options, base_url)
         self.replicas: tuple[str, ...] = tuple(base_url.split("|")) if base_url else (OPENAI_URL,)
         """The replica URLs (one for a plain spec)."""
         self._pool = ReplicaPool(self.replicas, per_replica_limit=options.replica_concurrency,
                                  cooldown_base_s=options.cooldown_base_s,
-                                 cooldown_cap_s=options.cooldown_cap_s)
-        self._circuit = OutageCircuit(options.max_outage_s)
+                                 cooldown_cap_s=options.cooldown_cap_s, clock=clock)
+        self._circuit = OutageCircuit(options.max_outage_s, clock=clock)
         self._stats = CallStats()
         self._rng = random.Random()
+        self._refused: ServerRefused | None = None
 
     @property
     def url(self) -> str:
@@ -121,30 +166,26 @@ class OpenAICompatTarget(Target):
     def stats(self) -> dict[str, Any]:
         """A JSON-ready snapshot of the counters: calls, ok, failed, attempts, retries,
         retries_by_reason (e.g. {"http_503": 2, "timeout": 1}), failures_by_reason,
-        outage_errors, and replicas (url -> attempts, failures, cooldowns, max_in_flight)."""
+        outage_errors, cut_replies, and replicas (url -> attempts, failures, cooldowns,
+        max_in_flight)."""
         return {**self._stats.as_dict(), "replicas": self._pool.as_dict()}
-
-    def _api_key(self) -> str:
-        key = os.environ.get(self.options.api_key_env, "")
-        if key:
-            return key
-        if self.base_url is None:
-            raise TargetError(f"no API key: set the environment variable {self.options.api_key_env} "
-                              "(or name another one with --mtmcs-api-key-env)", url=self.url)
-        return "EMPTY"  # self-hosted servers (vLLM, TGI, Ollama) usually accept any key
 
     def _client_for(self, r: Replica) -> Any:
         if r.client is None:
-            import openai
+            import httpx
 
-            # max_retries=0: the retry loop is ours (counted, jittered, fails over replicas).
-            r.client = openai.AsyncOpenAI(
-                base_url=self.base_url and r.url, api_key=self._api_key(),
-                timeout=self.options.timeout_s, max_retries=0)
+            # No retries below ours (counted, jittered, failing over replicas); no redirects
+            # followed (a redirect means the base URL is wrong, and would carry the key away).
+            r.client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.options.timeout_s), follow_redirects=False,
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
+                headers={"Authorization": f"Bearer {self._key}", "User-Agent": "pytest-mtmcs",
+                         "Accept-Encoding": "identity"})
         return r.client
 
     def client(self) -> Any:
-        """The SDK client of the first replica, created on first use (inside the running loop)."""
+        """The HTTP client of the first replica (httpx.AsyncClient), created on first use
+        (inside the running loop)."""
         return self._client_for(self._pool.replicas[0])
 
     def identity(self) -> str:
@@ -172,12 +213,15 @@ class OpenAICompatTarget(Target):
                                 self._limit_name(): params.max_tokens}
         if params.seed is not None:
             body["seed"] = params.seed
+        data = json.dumps(body).encode()
         stats, pool, circuit, opts = self._stats, self._pool, self._circuit, self.options
         stats.calls += 1
         last: _Failed | None = None
         replica: Replica | None = None
         try:
             for attempt in range(opts.retries + 1):
+                if self._refused is not None:  # the key or model was refused: no more requests
+                    raise self._refused
                 circuit.check(self.url)
                 replica = pool.take()
                 while replica is None:  # every replica cooling down or at its limit
@@ -188,7 +232,7 @@ class OpenAICompatTarget(Target):
                     stats.retries[last.reason] += 1
                 stats.attempts += 1
                 try:
-                    resp = await self._attempt(replica, body)
+                    parsed = await self._attempt(replica, data)
                 except _Failed as failed:
                     pool.release(replica, ok=False, retry_after_s=failed.retry_after)
                     circuit.failure()
@@ -201,12 +245,19 @@ class OpenAICompatTarget(Target):
                     pool.release(replica, ok=True)
                     circuit.success()
                     stats.ok += 1
-                    return _reply(resp, started)
+                    stats.cut += parsed.cut_at is not None
+                    return Reply(text=parsed.text, prompt_tokens=parsed.prompt_tokens,
+                                 completion_tokens=parsed.completion_tokens,
+                                 latency_s=time.perf_counter() - started, cut_at=parsed.cut_at)
                 if attempt < opts.retries:
                     await asyncio.sleep(min(self._delay(attempt, replica, last), circuit.time_left()))
         except OutageError:
             stats.outage_errors += 1
             stats.failed += 1
+            raise
+        except ServerRefused as refused:
+            stats.failed += 1
+            self._refused = refused
             raise
         except BaseException:
             stats.failed += 1
@@ -215,46 +266,72 @@ class OpenAICompatTarget(Target):
         assert last is not None and replica is not None
         raise self._give_up(replica.url, last, opts.retries)
 
-    async def _attempt(self, replica: Replica, body: dict[str, Any]) -> Any:
-        """One HTTP request; raises _Failed (retryable) or TargetError (not retryable).
-
-        Errors are raised after the `except` blocks, so they do not chain the SDK's exception
-        (whose message may quote the key a careless server echoed) as their __context__.
-        """
-        import openai
-        from openai.types.chat import ChatCompletion
+    async def _attempt(self, replica: Replica, data: bytes) -> Parsed:
+        """One HTTP request, its body read within bounds; raises _Failed (retryable),
+        ServerRefused or TargetError (not retryable)."""
+        import httpx
 
         error: Exception
         try:
-            # `post` is the SDK's documented way to send a body as it is: `create()` would first
-            # walk every message through its TypedDict transform, which costs more CPU than
-            # the rest of the call (measured in bench/rollout_speed.py). Errors and parsing
-            # into ChatCompletion are the same.
-            resp = await _within(self._client_for(replica).post(
-                "/chat/completions", cast_to=ChatCompletion, body=body), self.options.timeout_s)
-        except openai.APIStatusError as exc:
-            status = exc.status_code
-            reason = retry_reason(status)
-            message = _short(self._redact(exc.message.removeprefix(f"Error code: {status} - ")))
-            if reason is None:
-                error = TargetError(f"{replica.url} answered HTTP {status} for model {self.model!r} "
-                                    f"(a client error, not retried): {message}",
-                                    url=replica.url, status=status)
-            else:
-                error = _Failed(reason, message, status, retry_after_s(exc.response.headers))
-        except (asyncio.TimeoutError, openai.APITimeoutError):
+            status, ctype, retry_after, body, whole = await _within(
+                self._exchange(replica, data), self.options.timeout_s)
+        except (asyncio.TimeoutError, httpx.TimeoutException):
             error = _Failed("timeout", "")
-        except openai.APIConnectionError as exc:
-            error = _Failed("connection", _short(self._redact(str(exc.__cause__ or exc))))
-        except openai.OpenAIError as exc:
-            error = TargetError(f"{replica.url}: {_short(self._redact(str(exc)))}", url=replica.url)
-        except ValueError as exc:  # the SDK lets a malformed JSON body through as JSONDecodeError
-            error = _Failed("malformed", f"a body that is not valid JSON: {_short(str(exc))}")
+        except httpx.HTTPError as exc:  # refused, reset, dropped, a broken answer
+            error = _Failed("connection", quote(f"{type(exc).__name__}: {exc}"))
+        except BadBody as bad:  # a body in an encoding that cannot be read within bounds
+            error = _Failed(bad.reason, bad.detail)
         else:
-            if getattr(resp, "choices", None):
-                return resp
-            error = _Failed("malformed", "a chat completion without choices")
+            if 200 <= status < 300:
+                try:
+                    return parse_completion(body, ctype, self.options.max_reply_chars, whole=whole)
+                except BadBody as bad:
+                    error = _Failed(bad.reason, bad.detail)
+            else:
+                error = self._status_error(replica.url, status, error_text(body, ctype), retry_after)
         raise error
+
+    async def _exchange(self, replica: Replica, data: bytes) -> tuple[int, str, float | None, bytes,
+                                                                      bool]:
+        """(status, content type, Retry-After, body start, whether the body is whole): the
+        body is read up to the bound of its kind, never further."""
+        client = self._client_for(replica)
+        async with client.stream("POST", f"{replica.url}/chat/completions", content=data,
+                                 headers={"Content-Type": "application/json"}) as resp:
+            ok = 200 <= resp.status_code < 300
+            limit = body_limit(self.options.max_reply_chars) if ok else ERROR_BODY_BYTES
+            # Raw bytes, decoded here within the bound; leaving early drops the connection.
+            body, whole = await read_bounded(resp.aiter_raw(), resp.headers.get(
+                "content-encoding", ""), limit)
+            return (resp.status_code, resp.headers.get("content-type", ""),
+                    retry_after_s(resp.headers), body, whole)
+
+    def _status_error(self, url: str, status: int, message: str,
+                      retry_after: float | None) -> Exception:
+        """The error of a non-2xx answer: _Failed when worth a retry, else ServerRefused or
+        TargetError naming the URL, the status and what the server said."""
+        reason = retry_reason(status)
+        if reason is not None:
+            return _Failed(reason, message, status, retry_after)
+        env = self.options.api_key_env
+        said = f"HTTP {status} for model {self.model!r}"
+        if status in (401, 403):
+            sent = (f"the key in ${env}" if self._key != "EMPTY" else
+                    f"no API key (${env} is not set)")
+            return ServerRefused(
+                f"{url} refused {sent}: {said}: {message}. Check the key in ${env} (or name the "
+                "variable that holds it with --mtmcs-api-key-env); retrying will not help",
+                url=url, status=status)
+        if status == 404:
+            return ServerRefused(
+                f"{url} answered {said}: {message}. Check the model name and the base URL in "
+                "--mtmcs-target (e.g. openai+http://127.0.0.1:8000/v1:MODEL; GET <url>/models "
+                "lists the models a server serves)", url=url, status=status)
+        if 300 <= status < 400:
+            return ServerRefused(f"{url} answered {said} (a redirect, not followed): use the URL it "
+                                 "redirects to as the base in --mtmcs-target", url=url, status=status)
+        return TargetError(f"{url} answered {said} (a client error, not retried): {message}",
+                           url=url, status=status)
 
     def _delay(self, attempt: int, failed_on: Replica, failed: _Failed) -> float:
         """Seconds before retry number `attempt`: none when another replica can take it at
@@ -279,25 +356,11 @@ class OpenAICompatTarget(Target):
             text = f"{url} answered with {last.detail} (after {retries} retries)"
         return TargetError(text, url=url, status=last.status)
 
-    def _redact(self, text: str) -> str:
-        """`text` without the API key (some servers echo the key they were sent)."""
-        key = os.environ.get(self.options.api_key_env, "")
-        return text.replace(key, "***") if len(key) >= 4 else text
-
     async def aclose(self) -> None:
         for r in self._pool.replicas:
             if r.client is not None:
                 client, r.client = r.client, None
-                await client.close()
-
-
-def _reply(resp: Any, started: float) -> Reply:
-    msg = resp.choices[0].message
-    text = msg.content if msg.content is not None else (getattr(msg, "refusal", None) or "")
-    usage = getattr(resp, "usage", None)
-    return Reply(text=text, prompt_tokens=getattr(usage, "prompt_tokens", None),
-                 completion_tokens=getattr(usage, "completion_tokens", None),
-                 latency_s=time.perf_counter() - started)
+                await client.aclose()
 
 
 def _check_options(options: TargetOptions) -> None:
@@ -305,75 +368,14 @@ def _check_options(options: TargetOptions) -> None:
     for name in ("timeout_s", "backoff_base_s", "backoff_cap_s", "retry_after_cap_s",
                  "max_outage_s", "cooldown_base_s", "cooldown_cap_s"):
         value = getattr(options, name)
-        if not value >= 0 or (name == "timeout_s" and value == 0):  # NaN fails too
+        if not value >= 0 or (name == "timeout_s" and not 0 < value < float("inf")):
             raise SpecError(f"TargetOptions.{name} must be a number of seconds "
                             f"{'> 0' if name == 'timeout_s' else '>= 0'}, got {value!r}")
     if options.retries < 0 or options.replica_concurrency < 0:
         raise SpecError("TargetOptions.retries and replica_concurrency must be >= 0, got "
                         f"{options.retries!r} and {options.replica_concurrency!r}")
-
-
-def _short(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _replica_file(rest: str) -> tuple[str, str]:
-    """(URLs joined by '|', model) from `file:PATH:MODEL`; PATH holds no ':'."""
-    path, sep, model = rest[len("file:"):].partition(":")
-    if not path or not sep or not model.strip():
-        raise SpecError(f"cannot parse target spec 'openai+{rest}': expected "
-                        "openai+file:PATH:MODEL, e.g. openai+file:replicas.txt:Qwen/Qwen3-VL-8B-Instruct")
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise SpecError(f"target spec 'openai+{rest}': cannot read the replica file {path}: "
-                        f"{exc.strerror or exc}") from None
-    urls = []
-    for n, line in enumerate(lines, 1):
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        if not _URL_ONLY.match(line):
-            raise SpecError(f"replica file {path}, line {n}: {line!r} is not a base URL; "
-                            "expected one http(s)://HOST[:PORT]/PATH a line, e.g. "
-                            "http://10.0.0.1:8000/v1")
-        urls.append(line.rstrip("/"))
-    if not urls:
-        raise SpecError(f"replica file {path} lists no URL: expected one http(s)://HOST[:PORT]/PATH "
-                        "a line")
-    return _unique(urls, f"replica file {path}"), model.strip()
-
-
-def _unique(urls: list[str], where: str) -> str:
-    seen = set()
-    for u in urls:
-        if u in seen:
-            raise SpecError(f"{where}: replica {u} is listed twice; list each replica once")
-        seen.add(u)
-    return "|".join(urls)
-
-
-def parse_rest(rest: str) -> tuple[str | None, str]:
-    """(base_url or None, model) from the part of the spec after `openai`.
-
-    base_url holds several replica URLs joined by '|' for `+URL1|URL2:MODEL` and `+file:..`.
-    """
-    if rest.startswith("+file:"):
-        return _replica_file(rest[1:])
-    if rest.startswith("+"):
-        m = _URLS_MODEL.match(rest[1:])
-        if not m:
-            raise SpecError(f"cannot parse target spec 'openai{rest}': expected "
-                            "openai+http(s)://HOST[:PORT]/PATH:MODEL, e.g. "
-                            "openai+http://127.0.0.1:8000/v1:Qwen/Qwen3-VL-8B-Instruct, or replicas "
-                            "joined by '|': openai+http://10.0.0.1:8000/v1|http://10.0.0.2:8000/v1:MODEL")
-        urls = [u.rstrip("/") for u in m.group("urls").split("|")]
-        return _unique(urls, f"target spec 'openai{rest}'"), m.group("model")
-    if not rest.strip():
-        raise SpecError("cannot parse target spec 'openai:': the model name is missing, "
-                        "e.g. openai:gpt-4o")
-    return os.environ.get("OPENAI_BASE_URL") or None, rest.strip()
+    if options.max_reply_chars < 1:
+        raise SpecError(f"TargetOptions.max_reply_chars must be >= 1, got {options.max_reply_chars!r}")
 
 
 def from_spec(rest: str, options: TargetOptions) -> OpenAICompatTarget:

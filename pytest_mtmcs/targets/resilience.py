@@ -146,7 +146,8 @@ class CallStats:
     `calls`: respond() calls; `ok`/`failed`: how they ended (OutageError included in
     `failed`); `attempts`: HTTP requests sent; `retries`: attempts after a failed one, by
     reason; `failures`: failed attempts by reason (a call that gives up adds a failure with
-    no retry); `outage_errors`: calls refused by the open outage circuit.
+    no retry); `outage_errors`: calls refused by the open outage circuit; `cut`: replies cut at
+    the reply cap.
     """
 
     calls: int = 0
@@ -154,6 +155,7 @@ class CallStats:
     failed: int = 0
     attempts: int = 0
     outage_errors: int = 0
+    cut: int = 0
     retries: Counter[str] = field(default_factory=Counter)
     failures: Counter[str] = field(default_factory=Counter)
 
@@ -164,7 +166,7 @@ class CallStats:
                 "attempts": self.attempts, "retries": sum(self.retries.values()),
                 "retries_by_reason": dict(sorted(self.retries.items())),
                 "failures_by_reason": dict(sorted(self.failures.items())),
-                "outage_errors": self.outage_errors}
+                "outage_errors": self.outage_errors, "cut_replies": self.cut}
 
 
 def merge_stats(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
@@ -192,6 +194,11 @@ def stats_line(role: str, stats: Mapping[str, Any]) -> str:
     retries = f"{stats.get('retries', 0):,} retries" + (f" ({reasons})" if reasons else "")
     line = (f"{role}: {stats.get('calls', 0):,} calls, {stats.get('attempts', 0):,} requests, "
             f"{retries}, {stats.get('failed', 0):,} failed")
+    failed = ", ".join(f"{k} {v:,}" for k, v in stats.get("failures_by_reason", {}).items())
+    if stats.get("failed") and failed:
+        line += f" (failed attempts: {failed})"
+    if stats.get("cut_replies"):
+        line += f", {stats['cut_replies']:,} replies cut at the reply cap"
     cooled = {url: r.get("cooldowns", 0) for url, r in stats.get("replicas", {}).items()}
     if len(cooled) > 1:
         line += f"; {len(cooled)} replicas, {sum(cooled.values()):,} cool-downs"

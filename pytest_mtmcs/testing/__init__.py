@@ -19,11 +19,17 @@ if TYPE_CHECKING:
         RecordedCall,
         default_reply,
     )
+    from pytest_mtmcs.testing.transport import refusing_url
 
-__all__ = ["FAULT_KINDS", "FaultKind", "FaultPlan", "MockOpenAIServer", "RecordedCall", "default_reply"]
+__all__ = ["FAULT_KINDS", "FaultKind", "FaultPlan", "MockOpenAIServer", "RecordedCall", "default_reply",
+           "refusing_url"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "refusing_url":
+        from pytest_mtmcs.testing import transport
+
+        return transport.refusing_url
     if name in __all__:
         from pytest_mtmcs.testing import server
 

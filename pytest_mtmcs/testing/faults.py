@@ -13,11 +13,23 @@ from types import MappingProxyType
 from typing import Any, Literal, cast, get_args
 
 FaultKind = Literal["http_500", "http_503", "http_429", "hang", "drop", "malformed", "http_400",
-                    "http_401"]
-"""http_500 / http_503 / http_429: that status in OpenAI's error shape (429 with Retry-After);
-hang: hold the request open unanswered; drop: close without a response; malformed: 200 with a
-truncated JSON body; http_400 / http_401: client errors that clients must not retry (the 401
-echoes the presented key, as some servers do, so tests can check that clients redact it)."""
+                    "http_401", "http_403", "http_404", "reset", "html", "null_content",
+                    "empty_choices", "oversized", "gzip_bomb", "non_utf8", "text_plain", "drip"]
+"""Transient faults clients retry: http_500 / http_503 / http_429 (that status in OpenAI's error
+shape, 429 with Retry-After); hang: hold the request open unanswered; drop: close without a
+response (FIN); reset: abort the connection (RST) without a response; malformed: 200 with a
+truncated JSON body.
+
+Client errors clients must not retry: http_400; http_401 (echoes the presented key, as some
+servers do, so tests can check that clients redact it); http_403 (forbidden); http_404 (the
+model does not exist). `FaultPlan.message` replaces their message.
+
+Hostile 200 answers: html (a web page, Content-Type text/html); null_content (a completion
+whose message content is null); empty_choices (`"choices": []`); oversized (a completion whose
+text is `oversized_bytes` long, ignoring max_tokens); gzip_bomb (the same, gzip-compressed to a
+small body with Content-Encoding gzip, which was not asked for); non_utf8 (a completion whose body holds
+bytes that are not UTF-8); text_plain (a good completion labelled Content-Type text/plain);
+drip (a good completion sent one byte every `drip_s` seconds)."""
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 
 
@@ -33,9 +45,8 @@ class FaultPlan:
 
     Call i gets `schedule[i]` if present; otherwise, with probability `rate`, one of `kinds`.
     The random draw is a hash of (seed, i), so a plan fails the same call numbers whatever the
-    thread interleaving. Kinds: http_500, http_503, http_429 (with Retry-After), hang (hold the
-    request open unanswered), drop (close without a response), malformed (200, truncated JSON),
-    http_400 and http_401 (client errors, never worth a retry).
+    thread interleaving. Kinds: see `FaultKind` (transient faults, client errors and hostile
+    200 answers).
 
     Example:
         FaultPlan(schedule={0: "http_500", 1: "http_429"})
@@ -55,6 +66,14 @@ class FaultPlan:
     """Value of the Retry-After header on http_429 answers, in seconds."""
     hang_s: float = 30.0
     """How long `hang` holds a request before closing it unanswered (shorter if the server stops)."""
+    message: str | None = None
+    """The error message of the HTTP-status faults, in place of their own; `{key}` becomes the
+    bearer token the call presented and `{model}` the model it asked for (plain replacement,
+    so any other text, ANSI escapes and markup included, is sent as it is)."""
+    oversized_bytes: int = 10 * 1024 * 1024
+    """Length of the reply text of an `oversized` answer."""
+    drip_s: float = 0.05
+    """Pause between the bytes of a `drip` answer."""
 
     def __post_init__(self) -> None:
         sched = {int(i): _check_kind(k, f"FaultPlan.schedule[{i!r}]") for i, k in self.schedule.items()}
@@ -66,8 +85,8 @@ class FaultPlan:
             raise ValueError(f"FaultPlan.rate: expected a probability in [0, 1], got {self.rate!r}")
         if self.rate > 0 and not self.kinds:
             raise ValueError("FaultPlan.kinds: a positive rate needs at least one kind")
-        if self.retry_after_s < 0 or self.hang_s < 0:
-            raise ValueError("FaultPlan.retry_after_s and hang_s must be >= 0")
+        if self.retry_after_s < 0 or self.hang_s < 0 or self.drip_s < 0 or self.oversized_bytes < 0:
+            raise ValueError("FaultPlan.retry_after_s, hang_s, drip_s and oversized_bytes must be >= 0")
 
     @classmethod
     def burst(cls, kind: FaultKind, first: int = 3, **kwargs: Any) -> FaultPlan:

@@ -31,14 +31,8 @@ from dataclasses import dataclass, replace
 from typing import IO, TYPE_CHECKING, Any, cast
 
 from pytest_mtmcs.testing.faults import FAULT_KINDS, FaultKind, FaultPlan
-from pytest_mtmcs.testing.transport import HOST, Abort, MockHTTPServer, Send, check_host
-from pytest_mtmcs.testing.wire import (
-    FAULT_ANSWERS,
-    MALFORMED_BODY,
-    ReplyFn,
-    chat_completion,
-    default_reply,
-)
+from pytest_mtmcs.testing.transport import HOST, Abort, MockHTTPServer, Reset, Send, check_host
+from pytest_mtmcs.testing.wire import ReplyFn, chat_completion, default_reply, drip_answer, fault_answer
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -246,6 +240,14 @@ class MockOpenAIServer:
         with self._cv:
             return self._held
 
+    def wait_held(self, n: int, timeout: float = 30.0) -> None:
+        """Block until `n` calls wait in the hold at once (an event, not a sleep); TimeoutError
+        saying how many did. Proves that `n` calls were in flight together."""
+        with self._cv:
+            if not self._cv.wait_for(lambda: self._held >= n, timeout=timeout):
+                raise TimeoutError(f"MockOpenAIServer: waited {timeout:g} s for {n} held calls, "
+                                   f"got {self._held}")
+
     def set_faults(self, faults: FaultPlan | None) -> None:
         """Swap the fault plan (call numbers keep counting)."""
         self.faults = faults
@@ -271,6 +273,7 @@ class MockOpenAIServer:
                 return True
             gen = self._hold_gen
             self._held += 1
+            self._cv.notify_all()  # wait_held() may be waiting for this one
             try:
                 self._cv.wait_for(lambda: self._hold_gen != gen or self._stopping.is_set())
             finally:
@@ -335,26 +338,27 @@ class _Backend:
         try:
             if not mock._wait_hold(call) or mock._stopping.wait(mock._delay()):
                 raise Abort
-            if call.fault == "hang":
-                mock._stopping.wait(call.plan.hang_s if call.plan else 0.0)
+            plan, fault = call.plan or FaultPlan(), call.fault
+            if fault == "hang":
+                mock._stopping.wait(plan.hang_s)
                 raise Abort
-            if call.fault == "drop":
-                raise Abort
-            if call.fault == "malformed":
-                status, payload, extra = 200, MALFORMED_BODY, {}
-            elif call.fault is not None:
-                status, err = FAULT_ANSWERS[call.fault]
-                if call.fault == "http_401":  # echo the key, as careless servers do
-                    key = headers.get("authorization", "").partition(" ")[2]
-                    err = {"error": {**err["error"], "message": err["error"]["message"].format(key=key)}}
-                payload = json.dumps(err).encode()
-                ra = call.plan.retry_after_s if call.plan else 1.0
-                extra = {"Retry-After": f"{ra:g}"} if call.fault == "http_429" else {}
+            if fault in ("drop", "reset"):
+                raise Reset if fault == "reset" else Abort
+            pace = None
+            extra: dict[str, str]
+            if fault == "drip":
+                status, payload, extra = 200, drip_answer(mock.model_name, call.index), {}
+                pace = lambda: not mock._stopping.wait(plan.drip_s)  # noqa: E731
+            elif fault is not None:
+                key = headers.get("authorization", "").partition(" ")[2]
+                status, payload, extra = fault_answer(
+                    fault, body, key, message=plan.message, oversized_bytes=plan.oversized_bytes,
+                    retry_after_s=plan.retry_after_s, model=mock.model_name, index=call.index)
             else:
                 status, answer = chat_completion(body, mock._reply, mock.model_name, call.index)
                 payload, extra = json.dumps(answer).encode(), {}
             completed = send(status, payload, extra,
-                             on_last_write=lambda: mock._mark_answered(call, status))
+                             on_last_write=lambda: mock._mark_answered(call, status), pace=pace)
         finally:
             mock._finish(call, status, completed)
 

@@ -14,7 +14,8 @@ import socket
 import struct
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import TCPServer
 from typing import Any, Protocol
@@ -32,6 +33,10 @@ class Abort(Exception):
     """Close the connection without an answer."""
 
 
+class Reset(Abort):
+    """Abort the connection (TCP RST) without an answer."""
+
+
 def check_host(host: str) -> str:
     """The address to bind for `host`; ValueError unless it is a loopback name."""
     if host not in ALLOWED_HOSTS:
@@ -42,11 +47,14 @@ def check_host(host: str) -> str:
 
 
 class Send(Protocol):
-    """`ChatHandler`'s answer writer: status, JSON payload (or raw bytes), extra headers, and a
-    callback run just before the last write; returns True once written."""
+    """`ChatHandler`'s answer writer: status, JSON payload (or raw bytes), extra headers (a
+    `Content-Type` among them replaces application/json), a callback run just before the last
+    write, and `pace`: when given, the body goes out one byte at a time, `pace()` called before
+    each (False stops the answer unfinished); returns True once written."""
 
     def __call__(self, status: int, payload: dict[str, Any] | bytes, extra: Mapping[str, str] = ...,
-                 on_last_write: Callable[[], None] | None = None) -> bool: ...
+                 on_last_write: Callable[[], None] | None = None,
+                 pace: Callable[[], bool] | None = None) -> bool: ...
 
 
 class ChatBackend(Protocol):
@@ -95,10 +103,15 @@ class ChatHandler(BaseHTTPRequestHandler):
             else:
                 self._send(404, error(f"Invalid URL ({method} {path})", "invalid_request_error",
                                        "unknown_url"))
-        except (Abort, OSError):
+        except (Abort, OSError) as exc:
             self.close_connection = True
             try:
-                self.connection.shutdown(socket.SHUT_RDWR)
+                if isinstance(exc, Reset):  # linger 0: close() sends RST, not FIN
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                               struct.pack("ii", 1, 0))
+                    self.connection.close()
+                else:
+                    self.connection.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
 
@@ -122,18 +135,31 @@ class ChatHandler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _send(self, status: int, payload: dict[str, Any] | bytes, extra: Mapping[str, str] = {},
-              on_last_write: Callable[[], None] | None = None) -> bool:
+              on_last_write: Callable[[], None] | None = None,
+              pace: Callable[[], bool] | None = None) -> bool:
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        ctype = extra.get("Content-Type", "application/json")
         lines = [f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}",
                  f"Server: {self.server_version}", f"Date: {self.date_time_string()}",
-                 "Content-Type: application/json", f"Content-Length: {len(data)}"]
-        lines += [f"{k}: {v}" for k, v in extra.items()]
+                 f"Content-Type: {ctype}", f"Content-Length: {len(data)}"]
+        lines += [f"{k}: {v}" for k, v in extra.items() if k != "Content-Type"]
         if self.close_connection:
             lines.append("Connection: close")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        if pace is not None:
+            self.wfile.write(head)
+            for i in range(len(data)):
+                if not pace():
+                    raise Abort
+                if i == len(data) - 1 and on_last_write is not None:
+                    on_last_write()
+                self.wfile.write(data[i:i + 1])
+                self.wfile.flush()
+            return True
         if on_last_write is not None:
             on_last_write()
         # One write for head and body: no Nagle/delayed-ACK stall between two small segments.
-        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + data)
+        self.wfile.write(head + data)
         return True
 
 
@@ -189,3 +215,16 @@ class MockHTTPServer(ThreadingHTTPServer):
                 except OSError:
                     pass
             self.conns_cv.wait_for(lambda: not self.conns, timeout=wait_s)
+
+
+@contextmanager
+def refusing_url() -> Iterator[str]:
+    """A base URL on 127.0.0.1 where every connection is refused, for as long as the context
+    lasts: its port is bound and never listened on, so no other server (another test, another
+    xdist worker) can take it over, as it could the port of a stopped server."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind((HOST, 0))
+        yield f"http://{HOST}:{sock.getsockname()[1]}/v1"
+    finally:
+        sock.close()

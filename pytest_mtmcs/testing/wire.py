@@ -6,6 +6,8 @@ carrying megabytes of base64 costs one `json.loads`.
 
 from __future__ import annotations
 
+import gzip
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,8 +31,65 @@ FAULT_ANSWERS: dict[str, tuple[int, dict[str, Any]]] = {
     "http_400": (400, error("Injected fault: bad request", "invalid_request_error", "mock_fault")),
     "http_401": (401, error("Injected fault: Incorrect API key provided: {key}",
                             "invalid_request_error", "invalid_api_key")),
+    "http_403": (403, error("Injected fault: you are not allowed to sample from this model",
+                            "invalid_request_error", "model_not_allowed")),
+    "http_404": (404, error("Injected fault: The model `{model}` does not exist or you do not have "
+                            "access to it.", "invalid_request_error", "model_not_found")),
 }
 """Status and body of each HTTP-status fault kind (`{key}`: the bearer token the call presented)."""
+
+
+HTML_PAGE = (b"<!DOCTYPE html>\n<html><head><title>Sign in - Model Gateway</title></head>"
+             b"<body><form action=\"/login\"><input name=\"user\"></form></body></html>\n")
+"""The `html` fault's 200 body: a gateway's sign-in page where the API was expected."""
+
+
+def _completion(content: object, model: str, index: int, finish: str = "stop") -> dict[str, Any]:
+    return {"id": f"chatcmpl-mock-{index}", "object": "chat.completion", "created": int(time.time()),
+            "model": model, "system_fingerprint": None,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                         "logprobs": None, "finish_reason": finish}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+
+
+def fault_answer(kind: str, body: object, key: str, *, message: str | None, oversized_bytes: int,
+                 retry_after_s: float, model: str, index: int) -> tuple[int, bytes, dict[str, str]]:
+    """(status, body bytes, extra headers) of an answering fault (not hang, drop, reset, drip).
+
+    `key` is the bearer token the call presented (echoed by http_401, and by `message`'s
+    `{key}`); the model asked for fills `{model}`."""
+    asked = body.get("model") if isinstance(body, dict) else None
+    asked = asked if isinstance(asked, str) else model
+    if kind == "malformed":
+        return 200, MALFORMED_BODY, {}
+    if kind == "html":
+        return 200, HTML_PAGE, {"Content-Type": "text/html; charset=utf-8"}
+    if kind == "null_content":
+        return 200, json.dumps(_completion(None, model, index)).encode(), {}
+    if kind == "empty_choices":
+        return 200, json.dumps({**_completion("", model, index), "choices": []}).encode(), {}
+    if kind in ("oversized", "gzip_bomb"):
+        text = ("A" * 63 + " ") * (oversized_bytes // 64) + "A" * (oversized_bytes % 64)
+        data = json.dumps(_completion(text, model, index, "length")).encode()
+        if kind == "gzip_bomb":
+            return 200, gzip.compress(data, 9), {"Content-Encoding": "gzip"}
+        return 200, data, {}
+    if kind == "non_utf8":
+        good = json.dumps(_completion("caf\u00e9 PLACEHOLDER", model, index)).encode()
+        return 200, good.replace(b"PLACEHOLDER", b"\xff\xfe\xe9"), {}
+    if kind == "text_plain":
+        payload = _completion(f"Plain reply to call {index}", model, index)
+        return 200, json.dumps(payload).encode(), {"Content-Type": "text/plain"}
+    status, err = FAULT_ANSWERS[kind]
+    text = message if message is not None else err["error"]["message"]
+    text = text.replace("{key}", key).replace("{model}", asked)
+    extra = {"Retry-After": f"{retry_after_s:g}"} if kind == "http_429" else {}
+    return status, json.dumps({"error": {**err["error"], "message": text}}).encode(), extra
+
+
+def drip_answer(model: str, index: int) -> bytes:
+    """The body of a `drip` answer: a good completion (sent a byte at a time)."""
+    return json.dumps(_completion(f"Slow reply to call {index}", model, index)).encode()
 
 
 def texts(content: object) -> list[str]:

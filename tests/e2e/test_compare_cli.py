@@ -65,14 +65,14 @@ def test_fail_on_regression_and_json(runs: tuple[Path, Path], tmp_path: Path,
     assert main(["compare", str(b), str(a), "--fail-on-regression=0.01"]) == 0
 
 
-def test_bad_inputs_exit_2(runs: tuple[Path, Path], tmp_path: Path,
+def test_bad_inputs_exit_4(runs: tuple[Path, Path], tmp_path: Path,
                            capsys: pytest.CaptureFixture[str]) -> None:
     a, _ = runs
-    assert main(["compare", str(a), str(tmp_path / "missing.json")]) == 2
+    assert main(["compare", str(a), str(tmp_path / "missing.json")]) == 4
     assert "missing.json: no such file" in capsys.readouterr().err
     junk = tmp_path / "junk.json"
     junk.write_text("[1, 2]")
-    assert main(["compare", str(junk), str(a)]) == 2
-    assert "junk.json: not a pytest-mtmcs report" in capsys.readouterr().err
-    assert main(["compare", str(a), str(a), "--stack-b", "nemo"]) == 2
+    assert main(["compare", str(junk), str(a)]) == 4
+    assert "junk.json: not a pytest-mtmcs JSON report" in capsys.readouterr().err
+    assert main(["compare", str(a), str(a), "--stack-b", "nemo"]) == 4
     assert "report B has no stack 'nemo'" in capsys.readouterr().err

@@ -129,7 +129,7 @@ def test_score_rejects_bad_folders(tmp_path: Path) -> None:
     data[0]["dialogue"]["R2_model_response"] = None
     path.write_text(json.dumps(data))
     out = _mtmcs("score", root)
-    assert out.returncode == 2
+    assert out.returncode == 4
     assert "unimodal_unsafe.json" in out.stderr and "row id 0" in out.stderr
     assert "dialogue.R2_model_response" in out.stderr
-    assert _mtmcs("score", tmp_path / "nothing-here").returncode == 2
+    assert _mtmcs("score", tmp_path / "nothing-here").returncode == 4

@@ -4,10 +4,13 @@ A sentinel key is put in the environment variable named by --mtmcs-api-key-env; 
 `pytest --mtmcs` runs (the console script, subprocesses) go against a mock server that must
 receive it in the Authorization header, with every output on: JSON, Markdown (and the GitHub
 job summary), HTML, snapshots, JUnit XML, transcripts, a DEBUG log file and captured logs,
-`-rA -l`. One run goes against a server that is down (error messages), one against a server
-that answers 401 and echoes the key it was sent, as careless servers do. Then every file under
-the sandbox (reports, the sqlite store and its WAL, snapshots, pytest's cache, logs) and every
-captured stdout/stderr is searched for the key, or any 16-character piece of it.
+`-rA -l`. The servers echo the key the way careless ones do, whole, less its last character,
+upper-cased and masked in the middle (`sk-proj-abcd****wxyz`): in the replies of a run that
+works (`ok`: the store must not hold them either), in the 401 body of a run whose key is
+refused, and in the 500 body of a run whose server fails; one more run goes against a server
+that is down. Then every file under the sandbox (JSON, HTML and Markdown reports, the job
+summary, JUnit XML, the sqlite store and its WAL, snapshots, logs) and every captured
+stdout/stderr is searched, case-insensitively, for any 12-character run of the key.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from _runs import pytest_command
 from pytest_mtmcs.testing import FaultPlan, MockOpenAIServer
 
 KEY_ENV = "MTMCS_E2E_API_KEY"
-WINDOW = 16
+WINDOW = 12
 """Length of the key pieces searched for: a truncated or partly redacted key is a leak too."""
 
 
@@ -37,24 +40,27 @@ def make_key(length: int = 48) -> str:
 
 
 def pieces(key: str) -> list[bytes]:
-    """Overlapping pieces of the key (WINDOW characters, every WINDOW // 2), and the whole key."""
-    out = {key[i:i + WINDOW] for i in range(0, max(1, len(key) - WINDOW + 1), WINDOW // 2)}
-    out.add(key[-WINDOW:])
-    return [key.encode(), *(p.encode() for p in sorted(out))]
+    """Every run of WINDOW characters of the key, lower-cased (the search ignores case)."""
+    return sorted({key[i:i + WINDOW].lower().encode() for i in range(len(key) - WINDOW + 1)})
+
+
+def echoes(key: str) -> str:
+    """The key as careless servers echo it: whole, less its last character, upper-cased, and
+    masked in the middle."""
+    return (f"whole {key}; cut {key[:-1]}; upper {key.upper()}; "
+            f"masked {key[:WINDOW + 2]}****{key[-WINDOW - 2:]}")
 
 
 def leaks(key: str, root: Path, texts: dict[str, str]) -> list[str]:
     """Every file under `root` (any bytes: sqlite pages, WAL, XML, HTML) and every named text
-    that holds the key or a piece of it, with the first piece found."""
+    that holds a WINDOW-character run of the key in any letter case, with the first found."""
     needles = pieces(key)
     found = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        blob = path.read_bytes()
-        hit = next((n for n in needles if n in blob), None)
-        if hit is not None:
-            found.append(f"{path.relative_to(root)} ({hit.decode()!r})")
-    for name, text in texts.items():
-        blob = text.encode()
+    named = [(str(p.relative_to(root)), p.read_bytes())
+             for p in sorted(p for p in root.rglob("*") if p.is_file())]
+    named += [(name, text.encode()) for name, text in texts.items()]
+    for name, blob in named:
+        blob = blob.lower()
         hit = next((n for n in needles if n in blob), None)
         if hit is not None:
             found.append(f"{name} ({hit.decode()!r})")
@@ -106,30 +112,40 @@ def test_the_key_is_in_no_output(tmp_path: Path) -> None:
     data = small_dataset(tmp_path / "ds", 1)
     sandbox = tmp_path / "sandbox"
     runs: list[Run] = []
+    echoed = echoes(key)
+    assert pieces(key)[0] in echoed.lower().encode()  # the echoes do hold the key, in part
 
-    with MockOpenAIServer() as srv:
+    with MockOpenAIServer(reply=lambda body: f"Sure: {echoed}") as srv:
         runs.append(run_everything_on("ok", sandbox, data, srv.base_url, key))
         ok_calls = srv.calls
-    with MockOpenAIServer(faults=FaultPlan.always("http_401")) as srv:
+    with MockOpenAIServer(faults=FaultPlan.always("http_401", message=echoed)) as srv:
         runs.append(run_everything_on("unauthorized", sandbox, data, srv.base_url, key))
         rejected = srv.calls
+    with MockOpenAIServer(faults=FaultPlan.always("http_500", message=echoed)) as srv:
+        runs.append(run_everything_on("failing", sandbox, data, srv.base_url, key))
     with MockOpenAIServer() as srv:
         down_url = srv.base_url
     runs.append(run_everything_on("down", sandbox, data, down_url, key))  # the port is closed now
 
-    ok, unauthorized, down = runs
+    ok, unauthorized, failing, down = runs
     # the runs did what they were meant to: the server got the key; errors were printed
     assert ok.returncode == 1, ok.stdout[-3000:] + ok.stderr[-3000:]  # the mock never refuses
     assert ok_calls and all(c.headers.get("authorization") == f"Bearer {key}" for c in ok_calls)
     assert rejected and all(c.headers.get("authorization") == f"Bearer {key}" and c.status == 401
                             for c in rejected)
-    assert "Incorrect API key provided: ***" in unauthorized.stdout, unauthorized.stdout[-3000:]
+    assert unauthorized.returncode == 4 and failing.returncode == 75 and down.returncode == 75
+    assert ("whole [redacted]; cut [redacted]; upper [redacted]; masked [redacted]****[redacted]"
+            in unauthorized.stdout), unauthorized.stdout[-3000:]
+    assert "answered HTTP 500" in failing.stdout and "whole [redacted]" in failing.stdout
     assert f"could not reach {down_url}" in down.stdout, down.stdout[-3000:]
+    report = (sandbox / "ok" / "out" / "report.json").read_text()
+    assert "Sure: whole [redacted]; cut [redacted]" in report  # the replies, kept redacted
     written = {p.relative_to(sandbox).as_posix() for p in sandbox.rglob("*") if p.is_file()}
-    for name in ("ok", "unauthorized", "down"):
+    for name in ("ok", "unauthorized", "failing", "down"):
         assert {f"{name}/store.sqlite", f"{name}/out/report.json", f"{name}/out/report.md",
                 f"{name}/out/junit.xml", f"{name}/out/pytest.log",
                 f"{name}/out/step_summary.md"} <= written, sorted(written)
+    assert "ok/out/report.html" in written or not importlib.util.find_spec("matplotlib")
     assert any("/snapshots/" in w for w in written) or not importlib.util.find_spec("syrupy")
 
     texts = {f"{r.name} {stream}": getattr(r, stream) for r in runs for stream in ("stdout", "stderr")}
@@ -142,10 +158,10 @@ def test_a_long_key_echoed_by_the_server_is_not_leaked_in_part(tmp_path: Path) -
     key = make_key(600)
     data = small_dataset(tmp_path / "ds", 1)
     sandbox = tmp_path / "sandbox"
-    with MockOpenAIServer(faults=FaultPlan.always("http_401")) as srv:
+    with MockOpenAIServer(faults=FaultPlan.always("http_401", message=echoes(key))) as srv:
         run = run_everything_on("unauthorized", sandbox, data, srv.base_url, key)
         assert srv.calls and all(c.headers.get("authorization") == f"Bearer {key}" for c in srv.calls)
-    assert "answered HTTP 401" in run.stdout, run.stdout[-3000:]
+    assert "HTTP 401" in run.stdout and run.returncode == 4, run.stdout[-3000:]
     assert leaks(key, sandbox, {"stdout": run.stdout, "stderr": run.stderr}) == []
 
 
@@ -161,8 +177,10 @@ def test_the_search_finds_a_planted_key(tmp_path: Path) -> None:
     db.execute("INSERT INTO t VALUES (?)", (f'{{"error": "bad key {key}"}}',))
     db.commit()
     db.close()
-    found = leaks(key, tmp_path, {"stdout": f"...{key[:30]}...", "stderr": "clean"})
-    assert [f.split(" ", 1)[0] for f in found] == ["cache.sqlite", "deep/er/notes.txt", "stdout"]
+    found = leaks(key, tmp_path, {"stdout": f"...{key[:30]}...", "stderr": "clean",
+                                  "upper": key[5:5 + WINDOW].upper()})
+    assert [f.split(" ", 1)[0] for f in found] == ["cache.sqlite", "deep/er/notes.txt", "stdout",
+                                                   "upper"]
     assert leaks(key, tmp_path / "deep" / "er", {}) != []
     (tmp_path / "deep" / "er" / "notes.txt").unlink()
     (tmp_path / "cache.sqlite").unlink()

@@ -41,15 +41,21 @@ def test_wrong_field_type_names_row_and_field(pytester: pytest.Pytester, tmp_pat
     result.stderr.fnmatch_lines(["*row id 3, field 'multimodal_mcq.0.ground_truth'*expected one letter*"])
 
 
-def test_undecodable_image_errors_that_item_only(pytester: pytest.Pytester, tmp_path: Path) -> None:
-    data = write_dataset(tmp_path / "ds", {"type_a": [row(0), row(1, image=b"not an image")],
+@pytest.mark.parametrize("image", [b"not an image", b"\x89PNG\r\n\x1a\n" + b"garbage" * 20],
+                         ids=["no-image", "png-header-then-garbage"])
+def test_undecodable_image_is_a_usage_error_before_any_call(pytester: pytest.Pytester,
+                                                             tmp_path: Path, image: bytes) -> None:
+    data = write_dataset(tmp_path / "ds", {"type_a": [row(0), row(1, image=image)],
                                            "type_b": [row(0)]})
     result = run_mtmcs(pytester, data, "-m", "multimodal and not mcq and not tf",
                        target="baseline:refuse")
-    result.assert_outcomes(passed=2, failed=2, errors=2)
-    result.stdout.fnmatch_lines([
-        "*DataError: file *type_a-00000-of-00001.parquet, row id 1, field 'image': cannot read the image*"])
     assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*type_a-00000-of-00001.parquet, row id 1, field 'image': *"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert not (pytester.path / "store.sqlite").exists()  # nothing was rolled out
+    # Without the multimodal dialogues the image is never sent, so it is not read either.
+    ok = run_mtmcs(pytester, data, "--mtmcs-modality=unimodal", "--collect-only", "-q")
+    assert ok.ret == 0
 
 
 def test_unknown_split_is_a_usage_error(pytester: pytest.Pytester, dataset: Path) -> None:
@@ -61,7 +67,7 @@ def test_unknown_split_is_a_usage_error(pytester: pytest.Pytester, dataset: Path
 @pytest.mark.parametrize("spec, message", [
     ("nonsense", "*cannot parse target spec 'nonsense'*"),
     ("warp:drive", "*unknown target scheme 'warp'*"),
-    ("openai+ftp://x:model", "*openai+http(s)://HOST[[]:PORT[]]/PATH:MODEL*"),
+    ("openai+ftp://x:model", "*'openai+ftp://x:model'*http(s)://HOST[[]:PORT[]]/PATH*"),
     ("baseline:sometimes", "*unknown baseline 'sometimes'*"),
 ])
 def test_bad_target_spec_is_a_usage_error(pytester: pytest.Pytester, dataset: Path, spec: str,

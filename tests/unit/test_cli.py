@@ -32,6 +32,19 @@ def test_summary_of_a_bad_file(tmp_path: Path) -> None:
     bad = tmp_path / "x.json"
     bad.write_text('{"version": 1}')
     out = _mtmcs("summary", str(bad))
-    assert out.returncode == 2
-    assert "not a pytest-mtmcs report" in out.stderr
-    assert _mtmcs("summary", str(tmp_path / "missing.json")).returncode == 2
+    assert out.returncode == 4
+    assert "not a pytest-mtmcs JSON report" in out.stderr
+    assert _mtmcs("summary", str(tmp_path / "missing.json")).returncode == 4
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["compare", "a.json"], "the following arguments are required: b"),
+    (["score", ".", "--pass-score", "9"], "--pass-score"),
+    (["score", ".", "--timeout", "nan"], "'nan': expected a number from 0 (exclusive) to 86400"),
+    (["compare", "a.json", "b.json", "--fail-on-regression", "2"], "'2': expected a number from 0 (exclusive) to 0.5"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+])
+def test_a_bad_command_line_exits_4(argv: list[str], message: str) -> None:
+    out = _mtmcs(*argv)
+    assert out.returncode == 4, out.stderr
+    assert message in out.stderr and "Traceback" not in out.stderr

@@ -16,7 +16,8 @@ from pytest_mtmcs.targets.base import Target
 
 
 class GatedTarget(Target):
-    """Answers once `gate` opens; counts calls and the most in flight at once."""
+    """Answers once `gate` opens; counts calls and the most in flight at once. Tests wait on
+    `reached(n)` (n calls in flight), an event, never on a sleep."""
 
     def __init__(self, spec: str = "gated", fail: bool = False) -> None:
         self.spec = spec
@@ -25,11 +26,19 @@ class GatedTarget(Target):
         self.calls = 0
         self.in_flight = 0
         self.max_in_flight = 0
+        self.changed = asyncio.Condition()
+
+    async def reached(self, n: int) -> None:
+        """Wait until `n` calls are in flight at once."""
+        async with self.changed:
+            await self.changed.wait_for(lambda: self.in_flight >= n)
 
     async def respond(self, conversation: Conversation, params: GenParams) -> Reply:
         self.calls += 1
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        async with self.changed:
+            self.changed.notify_all()
         try:
             await self.gate.wait()
             if self.fail:
@@ -50,7 +59,7 @@ def test_identical_requests_in_flight_are_made_once(tmp_path: Path) -> None:
         cache = CallCache(Store(tmp_path / "s.sqlite"), progress, concurrency=4, target=target)
         first = asyncio.create_task(cache.call(target, _ask("hi"), GenParams()))
         second = asyncio.create_task(cache.call(target, _ask("hi"), GenParams()))
-        await asyncio.sleep(0.01)
+        await target.reached(1)  # the second task joined before this (see CallCache.call)
         target.gate.set()
         (r1, cached1), (r2, cached2) = await first, await second
         assert target.calls == 1
@@ -80,7 +89,7 @@ def test_a_failed_call_reaches_every_waiter_and_is_not_stored(tmp_path: Path) ->
         store = Store(tmp_path / "s.sqlite")
         cache = CallCache(store, Progress(), concurrency=4, target=target)
         tasks = [asyncio.create_task(cache.call(target, _ask("hi"), GenParams())) for _ in range(2)]
-        await asyncio.sleep(0.01)
+        await target.reached(1)
         target.gate.set()
         results = await asyncio.gather(*tasks, return_exceptions=True)
         assert all(isinstance(r, TargetError) for r in results)
@@ -101,7 +110,10 @@ def test_calls_in_flight_are_bounded_per_target(tmp_path: Path, concurrency: int
                           target=target, judge_target=judge)
         tasks = [asyncio.create_task(cache.call(t, _ask(f"q{i}"), GenParams()))
                  for i in range(6) for t in (target, judge)]
-        await asyncio.sleep(0.05)
+        await target.reached(concurrency)
+        await judge.reached(concurrency)
+        for _ in range(20):  # let every other task run as far as it can: none may get in
+            await asyncio.sleep(0)
         assert (target.in_flight, judge.in_flight) == (concurrency, concurrency)
         target.gate.set()
         judge.gate.set()
