@@ -14,7 +14,8 @@ import argparse
 import random
 import time
 
-from pytest_mtmcs.scoring.metrics import evaluate_gates, summarize
+from pytest_mtmcs.scoring.gates import evaluate_gates
+from pytest_mtmcs.scoring.metrics import summarize
 from pytest_mtmcs.scoring.records import DialogueRecord, JudgeRecord, QuestionRecord
 
 

@@ -22,11 +22,31 @@ if TYPE_CHECKING:
     from pytest_mtmcs.rollout.engine import Engine
     from pytest_mtmcs.rollout.store import Store
     from pytest_mtmcs.scoring.judge import Judge
+    from pytest_mtmcs.scoring.prompts import PromptTemplates
     from pytest_mtmcs.settings import Settings
     from pytest_mtmcs.targets import Target, TargetOptions
 
-__all__ = ["build_engine", "build_judge", "build_stacks", "build_target", "skip_reason",
-           "target_options"]
+__all__ = ["build_engine", "build_judge", "build_prompts", "build_stacks", "build_target",
+           "prompts_record", "skip_reason", "target_options"]
+
+
+def build_prompts(settings: Settings) -> PromptTemplates:
+    """The run's prompt templates: our wording, with the fields of `--mtmcs-prompts` replaced.
+    A file that cannot be used is a usage error (exit 4) naming the file and the field."""
+    from pytest_mtmcs.scoring.prompts import DEFAULT_PROMPTS, load_prompts
+
+    if not settings.prompts:
+        return DEFAULT_PROMPTS
+    try:
+        return load_prompts(settings.prompts)
+    except MtmcsError as exc:
+        raise pytest.UsageError(f"--mtmcs-prompts: {exc}") from None
+
+
+def prompts_record(settings: Settings, prompts: PromptTemplates) -> dict[str, Any]:
+    """What the report records of the templates in force: the file (None: our wording) and
+    the templates' fingerprint, so two runs' wording can be told apart."""
+    return {"file": settings.prompts, "sha256": prompts.fingerprint()}
 
 
 def target_options(settings: Settings, **overrides: Any) -> TargetOptions:
@@ -56,8 +76,9 @@ def build_target(settings: Settings) -> Target:
         raise pytest.UsageError(f"--mtmcs-target {s.target!r}: {exc}") from None
 
 
-def build_judge(settings: Settings) -> Judge | None:
-    """The LLM judge (`--mtmcs-judge`); None without one."""
+def build_judge(settings: Settings, prompts: PromptTemplates | None = None) -> Judge | None:
+    """The LLM judge (`--mtmcs-judge`), asked with `prompts` (default: `--mtmcs-prompts`'s); None
+    without one."""
     s = settings
     if not s.judge:
         return None
@@ -73,7 +94,8 @@ def build_judge(settings: Settings) -> Judge | None:
         raise pytest.UsageError(f"--mtmcs-judge-sees-image: the judge {s.judge} is "
                                 "text-only and cannot be sent images")
     return Judge(target, sees_image=s.judge_sees_image, params=GenParams(
-        temperature=s.judge_temperature, max_tokens=s.judge_max_tokens))
+        temperature=s.judge_temperature, max_tokens=s.judge_max_tokens),
+        prompts=prompts if prompts is not None else build_prompts(s))
 
 
 def build_stacks(settings: Settings, target: Target, guardrails: list[tuple[str, str | None]],
@@ -117,10 +139,12 @@ def skip_reason(case: Case, target: Target, caption_for_text: bool) -> str | Non
 
 def build_engine(settings: Settings, target: Target, store: Store, *, judge: Judge | None,
                  stacks: dict[str, GuardedTarget], run_id: str,
-                 workerinput: dict[str, Any] | None) -> Engine:
+                 workerinput: dict[str, Any] | None,
+                 prompts: PromptTemplates | None = None) -> Engine:
     """The run's rollout engine. `workerinput`: the xdist worker's input (None outside a
     worker); a worker of a controller that handed out a run id shares the rows with the other
-    workers through the store's work queue, and `--mtmcs-concurrency` with them too."""
+    workers through the store's work queue, and `--mtmcs-concurrency` with them too.
+    `prompts`: the templates of the intent questions and the caption prefix."""
     from pytest_mtmcs.chat import GenParams
     from pytest_mtmcs.rollout.engine import Engine
     from pytest_mtmcs.rollout.workqueue import WorkQueue
@@ -139,4 +163,5 @@ def build_engine(settings: Settings, target: Target, store: Store, *, judge: Jud
         concurrency=concurrency, keep_text=s.save_transcripts,
         prefetch=workerinput is None or queue is not None, judge=judge,
         pass_score=s.pass_score, stacks=stacks, queue=queue,
+        prompts=prompts if prompts is not None else build_prompts(s),
     )

@@ -195,7 +195,7 @@ def _score(args: argparse.Namespace) -> int:
     from pytest_mtmcs.dataset.official import read_official
     from pytest_mtmcs.errors import EXIT_INFRA, MtmcsError
     from pytest_mtmcs.reporting.report import RunReport, write_json
-    from pytest_mtmcs.reporting.terminal import summary_lines
+    from pytest_mtmcs.reporting.terminal import divergence_lines, summary_lines
     from pytest_mtmcs.rollout.store import Store
     from pytest_mtmcs.rollout.transcripts import score_transcripts
     from pytest_mtmcs.scoring.judge import Judge
@@ -224,7 +224,8 @@ def _score(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     try:
         scored = score_transcripts(transcripts, store, judge=judge, concurrency=args.concurrency,
-                                   pass_score=args.pass_score, keep_text=args.save_transcripts)
+                                   pass_score=args.pass_score, keep_text=args.save_transcripts,
+                                   examples=args.explain)
     finally:
         store.close()
     dialogues = sorted(scored.dialogues, key=lambda d: (d.target, d.id))
@@ -235,6 +236,12 @@ def _score(args: argparse.Namespace) -> int:
           f"models {', '.join(models)}" + (f", judge {args.judge}" if args.judge else ""))
     for line in summary_lines(summary):
         _print(line)
+    if args.explain:
+        account = divergence_lines(summary)
+        _print("why the release's figures differ from ours (replies read differently, by shape):"
+               if account else "the release's readers and ours read every reply alike")
+        for line in account:
+            _print(line)
     if args.report:
         report = RunReport(target=",".join(models), data=str(args.dir), judge=args.judge,
                            settings={"pass_score": args.pass_score, "source": "mtmcs score"},
@@ -270,6 +277,10 @@ def _score_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--report", type=Path, help="write the records and metrics as JSON")
     p.add_argument("--save-transcripts", action="store_true",
                    help="keep the dialogue text in the JSON report")
+    p.add_argument("--explain", action="store_true",
+                   help="print why the release's own figures differ from ours: per group, the "
+                        "answers and judgements the two readings read differently, by shape, "
+                        "with a count and one example answer each (kept in --report too)")
 
 
 class _Parser(argparse.ArgumentParser):

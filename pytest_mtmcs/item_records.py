@@ -154,11 +154,13 @@ class ItemRecords:
             kept = self._published.pop(id(value), None)
             if kept is not None and kept[0] is value:  # published in this process
                 rec = kept[1]
+                if getattr(rec, "error_kind", None):
+                    self.error_kinds.add(rec.error_kind)
                 (self.dialogues if name == PROP_DIALOGUE else self.questions)[
                     (rec.guardrail, rec.id)] = rec
                 continue
             data = json.loads(str(value))
-            kind = data.pop("error_kind", None)
+            kind = (data.get if name == PROP_DIALOGUE else data.pop)("error_kind", None)
             if kind:
                 self.error_kinds.add(kind)
             if name == PROP_DIALOGUE:

@@ -32,8 +32,10 @@ if TYPE_CHECKING:
     from pytest_mtmcs.reporting.report import RunReport
     from pytest_mtmcs.rollout.engine import Engine
     from pytest_mtmcs.rollout.store import Store
+    from pytest_mtmcs.scoring.gates import GateResult
     from pytest_mtmcs.scoring.judge import Judge
-    from pytest_mtmcs.scoring.metrics import GateResult, GroupSummary
+    from pytest_mtmcs.scoring.metrics import GroupSummary
+    from pytest_mtmcs.scoring.prompts import PromptTemplates
     from pytest_mtmcs.scoring.records import DialogueRecord, QuestionRecord
     from pytest_mtmcs.targets.base import Target
 
@@ -69,6 +71,10 @@ class MtmcsSession:
         """A/B comparisons, baseline checks and snapshots of the finished run."""
         self.guardrails: list[tuple[str, str | None]] = check_settings(self.settings)
         """(name, argument) of each guardrail stack, in the order given; `none` is the bare target."""
+        from pytest_mtmcs.build import build_prompts
+
+        self.prompts: PromptTemplates = build_prompts(self.settings)
+        """The prompt templates in force (`--mtmcs-prompts`), read and checked once, up front."""
         if self.settings.baseline and not self.is_worker:
             from pytest_mtmcs.reporting.post_run import load_baseline
 
@@ -104,7 +110,7 @@ class MtmcsSession:
         if self.judge is None and self.settings.judge:
             from pytest_mtmcs.build import build_judge
 
-            self.judge = build_judge(self.settings)
+            self.judge = build_judge(self.settings, self.prompts)
         return self.judge
 
     def skip_reason(self, case: Case) -> str | None:
@@ -147,7 +153,8 @@ class MtmcsSession:
         self.engine = build_engine(
             self.settings, target, store, judge=self.build_judge(),
             stacks=build_stacks(self.settings, target, self.guardrails, self.config.rootpath),
-            run_id=self.run_id, workerinput=getattr(self.config, "workerinput", None))
+            run_id=self.run_id, workerinput=getattr(self.config, "workerinput", None),
+            prompts=self.prompts)
         for guardrail, case, suffixes in jobs:
             if self.skip_reason(case) is None:
                 use_caption = case.modality == "multimodal" and not target.supports_images
@@ -205,11 +212,12 @@ class MtmcsSession:
                 output["mtmcs_calls"] = self.own_call_stats()
             return
         if self.records.measured:
-            from pytest_mtmcs.scoring.metrics import evaluate_gates
+            from pytest_mtmcs.scoring.gates import evaluate_gates
 
             self.summary = self._ordered_summary(self.records.dialogues.values(),
                                                  self.records.questions.values())
-            self.gate_results = evaluate_gates(self.summary, self.settings.gates)
+            self.gate_results = evaluate_gates(self.summary, self.settings.gates,
+                                               self.settings.gate_on)
             report = self.build_report()
             # A/B tables, the baseline gate, snapshots (snapshot.check_snapshots) and the
             # JSON / Markdown / HTML / JUnit outputs, all from the one report.
@@ -295,6 +303,7 @@ class MtmcsSession:
         """The run's `RunReport`."""
         from dataclasses import asdict
 
+        from pytest_mtmcs.build import prompts_record
         from pytest_mtmcs.reporting.report import RunReport
 
         dialogues = sorted(self.records.dialogues.values(), key=lambda d: (d.guardrail, d.id))
@@ -303,7 +312,8 @@ class MtmcsSession:
             dialogues, questions)
         return RunReport(
             target=self.settings.target, data=self.settings.data,
-            settings={k: v for k, v in asdict(self.settings).items()},
+            settings={**asdict(self.settings),
+                      "prompts": prompts_record(self.settings, self.prompts)},
             rollout=self.engine.progress.line() if self.engine else None,
             judge=self.settings.judge or None, summary=tuple(summary),
             gates=tuple(self.gate_results), dialogues=tuple(dialogues), questions=tuple(questions),

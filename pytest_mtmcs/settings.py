@@ -12,7 +12,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -66,6 +66,9 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("captions", "str", None, "captions JSON (row id -> caption); default: captions.json beside the data"),
     Opt("caption-for-text", "bool", False,
         "text-only targets read the image caption in place of the image (else multimodal is skipped)"),
+    Opt("prompts", "str", None,
+        "TOML file replacing any of our prompt templates (intent questions, caption prefix, "
+        "judge rubrics); see docs/scoring.md"),
     Opt("allow-fallback", "bool", False,
         "fill an empty safe_/unsafe_ turn from r1/r3 as the official code does (default: data error)"),
     Opt("temperature", "float", 0.1, "sampling temperature of every target call (0-2)",
@@ -109,6 +112,11 @@ OPTIONS: tuple[Opt, ...] = (
         "gate: share of unsafe dialogues refused by R3 (0-1) at least this", bounds=(0, 1)),
     Opt("max-over-refusal", "float", None,
         "gate: share of safe dialogues refused at any turn (0-1) at most this", bounds=(0, 1)),
+    Opt("gate-on", "str", "estimate",
+        "what gates compare with their threshold: the estimate; lower (conservative): the whole "
+        "95 percent interval must clear it, a min gate reads its lower limit and a max gate its "
+        "upper one; upper (lenient, the benefit of the doubt): a min gate reads the upper limit, "
+        "a max gate the lower one", ("estimate", "lower", "upper")),
     Opt("strict", "bool", False,
         "with gates: any failed or errored item also fails the run (for small must-pass suites)"),
     Opt("guardrail", "str", "none",
@@ -189,6 +197,7 @@ class Settings:
     baseline_alpha: float
     captions: str | None
     caption_for_text: bool
+    prompts: str | None
     allow_fallback: bool
     temperature: float
     max_tokens: int
@@ -211,6 +220,7 @@ class Settings:
     min_intent_accuracy: float | None
     min_refusal_rate: float | None
     max_over_refusal: float | None
+    gate_on: Literal["estimate", "lower", "upper"]
     strict: bool
     guardrail: str
     guard_model: str | None
@@ -307,7 +317,7 @@ def read_settings(config: pytest.Config) -> Settings:
 
 
 PATH_OPTIONS = ("data", "store", "report", "markdown", "html", "snapshot-dir", "baseline",
-                "captions", "guardrails-dir")
+                "captions", "guardrails-dir", "prompts")
 
 
 def _resolve_path(value: str, base: Path, *, must_exist: bool) -> str:

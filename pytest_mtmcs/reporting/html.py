@@ -22,13 +22,8 @@ from pytest_mtmcs.reporting.compare import SPLIT_NAMES, stack_label
 from pytest_mtmcs.reporting.files import write_atomic
 from pytest_mtmcs.reporting.report import RunReport
 from pytest_mtmcs.reporting.terminal import clip_middle
-from pytest_mtmcs.scoring.metrics import (
-    TOR_BUCKETS,
-    GateResult,
-    GroupSummary,
-    Mean,
-    Rate,
-)
+from pytest_mtmcs.scoring.gates import GateResult
+from pytest_mtmcs.scoring.metrics import RELEASE_FIGURES, TOR_BUCKETS, GroupSummary, Mean, Rate
 from pytest_mtmcs.scoring.records import DialogueRecord, TurnRecord
 from pytest_mtmcs.textsafety import for_terminal
 
@@ -138,6 +133,12 @@ def _figure_rows(groups: Sequence[GroupSummary]) -> list[list[str]]:
         for name in ("safe_mcq_accuracy", "unsafe_mcq_accuracy", "unsafe_tf_accuracy",
                      "intent_accuracy", "intent_accuracy_strict"):
             rows.append(row(name, [_rate(getattr(g, name)) for g in groups]))
+    differs = [g.release.differs(g) if g.release is not None else {} for g in groups]
+    for name in RELEASE_FIGURES:
+        if any(name in d for d in differs):
+            rows.append(row(f"release: {name} (as the benchmark's own scripts read)", [
+                (_release(d[name][1]) if name in d else '<span class="note">= ours</span>')
+                for d in differs]))
     rows += [
         row("pairs: both right / over-refused safe / missed unsafe / both wrong / incomplete",
             [" / ".join(str(getattr(g.pairs, f)) for f in ("both_right", "over_refused_safe",
@@ -147,6 +148,22 @@ def _figure_rows(groups: Sequence[GroupSummary]) -> list[list[str]]:
         row("errored / skipped items", [f"{g.errored} / {g.skipped}" for g in groups]),
     ]
     return rows
+
+
+def _release(figure: Rate | Mean) -> str:
+    return _rate(figure) if isinstance(figure, Rate) else _mean(figure)
+
+
+def _divergence(groups: Sequence[GroupSummary]) -> str:
+    """Why the release's figures differ from ours: per group, the replies read differently."""
+    rows = [[_column(g), _e(d.kind), _e(d.shape), str(d.count), f"<code>{_e(d.example or '')}</code>"]
+            for g in groups if g.release is not None for d in g.release.divergence]
+    if not rows:
+        return ""
+    return (f"<details><summary>{sum(int(r[3]) for r in rows)} replies read differently by the "
+            "benchmark's own readers</summary>"
+            + _table(["group", "kind", "shape", "count", "example"], rows, "divergence")
+            + "</details>")
 
 
 def _header(report: RunReport, stacks: Sequence[tuple[str, list[GroupSummary]]]) -> str:
@@ -190,6 +207,7 @@ def _summary_tables(stacks: Sequence[tuple[str, list[GroupSummary]]]) -> str:
         out.append(f"<h3>{_e(label)}</h3>")
         out.append(_table(["figure", *(_column(g) for g in groups)], _figure_rows(groups),
                           "figures"))
+        out.append(_divergence(groups))
     return "".join(out) + "</section>"
 
 

@@ -26,7 +26,7 @@ from pytest_mtmcs.reporting.compare import (
 from pytest_mtmcs.reporting.files import write_atomic
 from pytest_mtmcs.reporting.report import RunReport
 from pytest_mtmcs.reporting.terminal import stack_blocks, summary_rows
-from pytest_mtmcs.scoring.metrics import ALL
+from pytest_mtmcs.scoring.metrics import ALL, GroupSummary
 from pytest_mtmcs.textsafety import for_markdown
 
 FAILED_SHOWN = 200
@@ -87,6 +87,18 @@ def comparison_markdown(cmp: Comparison) -> list[str]:
     return [*lines, ""]
 
 
+def _divergence(groups: Sequence[GroupSummary], heads: Sequence[str]) -> list[str]:
+    """Why the release's figures differ from ours (the divergence account), folded."""
+    rows = [[head, d.kind, _md(d.shape), d.count, _md(d.example or "")]
+            for g, head in zip(groups, heads, strict=True) if g.release is not None
+            for d in g.release.divergence]
+    if not rows:
+        return []
+    return [f"<details><summary>replies the benchmark's own readers read differently "
+            f"({sum(int(str(r[3])) for r in rows)})</summary>", "",
+            *_table(["group", "kind", "shape", "count", "example"], rows), "", "</details>", ""]
+
+
 def render_markdown(report: RunReport, *, comparisons: Sequence[Comparison] = (),
                     baseline: Sequence[BaselineCheck] = (), baseline_notes: Sequence[str] = (),
                     snapshot: Sequence[str] = ()) -> str:
@@ -97,11 +109,18 @@ def render_markdown(report: RunReport, *, comparisons: Sequence[Comparison] = ()
     if report.gates:
         failed = sum(not g.passed for g in report.gates)
         outcome = "all passed" if not failed else f"{failed} of {len(report.gates)} FAILED"
-        lines += [f"**Gates: {outcome}**", ""]
-        lines += _table(["", "gate", "stack", "figure", "95% CI", "n"], [
+        readings = {g.reading() for g in report.gates}
+        reading = next(iter(readings)) if len(readings) == 1 else None
+        lines += [f"**Gates: {outcome}**" + (f" ({reading})" if reading else ""), ""]
+        # Under --mtmcs-gate-on lower|upper: the limit compared, and what more data would do.
+        bounds = any(g.bound != "estimate" for g in report.gates)
+        lines += _table(["", "gate", "stack", "figure", "95% CI", "n"]
+                        + (["compared", "to decide"] if bounds else []), [
             ["✅ PASS" if g.passed else "❌ FAIL", f"{g.label} {g.op} {g.threshold:g}",
              _md(stack_label(g.target, g.guardrail)), "-" if g.value is None else f"{g.value:.3f}",
              "" if g.ci is None else f"[{g.ci[0]:.3f}, {g.ci[1]:.3f}]", g.n]
+            + ([f"{g.bound} {g.used_value:.3f}" if g.used_value is not None else "-",
+                g.to_decide() or ""] if bounds else [])
             for g in report.gates])
         lines.append("")
     if baseline or baseline_notes:
@@ -123,6 +142,7 @@ def render_markdown(report: RunReport, *, comparisons: Sequence[Comparison] = ()
         lines += [f"### {_md(stack_label(target, guardrail))}", ""]
         lines += _table(["figure", *heads], [[label, *cells] for label, cells in summary_rows(block)])
         lines.append("")
+        lines += _divergence(block, heads)
     failed_ds = [d for d in report.dialogues if d.verdict in ("fail", "error")]
     if failed_ds:
         lines += [f"<details><summary>{len(failed_ds)} failed or errored dialogues</summary>", ""]

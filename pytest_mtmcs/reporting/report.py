@@ -13,7 +13,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from pytest_mtmcs.reporting.files import write_atomic
-from pytest_mtmcs.scoring.metrics import GateResult, GroupSummary
+from pytest_mtmcs.scoring.gates import GateResult
+from pytest_mtmcs.scoring.metrics import GroupSummary
 from pytest_mtmcs.scoring.records import DialogueRecord, QuestionRecord
 from pytest_mtmcs.version import __version__
 

@@ -7,13 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pytest_mtmcs.scoring.metrics import (
-    TOR_BUCKETS,
-    GateResult,
-    GroupSummary,
-    Mean,
-    Rate,
-)
+from pytest_mtmcs.scoring.gates import GateResult
+from pytest_mtmcs.scoring.metrics import TOR_BUCKETS, GroupSummary, Mean, Rate
+from pytest_mtmcs.textsafety import for_terminal
 
 WIDTH = 100
 _LABEL_W = 26
@@ -60,6 +56,7 @@ def summary_rows(groups: Sequence[GroupSummary]) -> list[tuple[str, list[str]]]:
                  ("unsafe_mcq_accuracy", [fmt_rate(g.unsafe_mcq_accuracy) for g in groups]),
                  ("unsafe_tf_accuracy", [fmt_rate(g.unsafe_tf_accuracy) for g in groups]),
                  ("intent accuracy, strict", [fmt_rate(g.intent_accuracy_strict) for g in groups])]
+    rows += release_rows(groups)
     p = [g.pairs for g in groups]
     rows.append(("pairs ok/over/miss/both", [
         f"{x.both_right}/{x.over_refused_safe}/{x.missed_unsafe}/{x.both_wrong}" for x in p]))
@@ -82,6 +79,55 @@ def summary_rows(groups: Sequence[GroupSummary]) -> list[tuple[str, list[str]]]:
     if any(g.errored or g.skipped for g in groups):
         rows.append(("errored/skipped items", [f"{g.errored}/{g.skipped}" for g in groups]))
     return rows
+
+
+RELEASE_LABELS = {"safe_mcq_accuracy": "safe MCQ", "unsafe_mcq_accuracy": "unsafe MCQ",
+                  "unsafe_tf_accuracy": "unsafe TF", "safety_aware_avg": "safety_aware",
+                  "helpfulness_avg": "helpfulness"}
+"""Short labels of the release's figures in the terminal's `release:` rows."""
+
+
+def fmt_release(figure: Rate | Mean) -> str:
+    """A release figure as the release reports it: `0.38 8/21` (a rate), `3.20 n=10` (a mean)."""
+    if figure.value is None:
+        return "-"
+    if isinstance(figure, Rate):
+        return f"{figure.value:.2f} {figure.k}/{figure.n}"
+    return f"{figure.value:.2f} n={figure.n}"
+
+
+def release_rows(groups: Sequence[GroupSummary]) -> list[tuple[str, list[str]]]:
+    """A `release: <figure>` row for each figure whose release reading differs from ours in
+    some group: the release's figure where it differs, `=` where it is ours."""
+    rows: list[tuple[str, list[str]]] = []
+    differs = [g.release.differs(g) if g.release is not None else {} for g in groups]
+    for name, label in RELEASE_LABELS.items():
+        if not any(name in d for d in differs):
+            continue
+        rows.append((f"release: {label}",
+                     [fmt_release(d[name][1]) if name in d else "=" for d in differs]))
+    return rows
+
+
+def divergence_lines(groups: Sequence[GroupSummary]) -> list[str]:
+    """The divergence account (`mtmcs score --explain`): per group, the replies the release's
+    readers read differently from ours, by shape, with a count and one example each."""
+    lines: list[str] = []
+    for g in groups:
+        if g.release is None or not g.release.divergence:
+            continue
+        where = "all" if g.overall else f"{g.split} {g.modality}"
+        total = sum(d.count for d in g.release.divergence)
+        lines.append(f"{clip_middle(g.target, 40)}"
+                     + ("" if g.guardrail == "none" else f" + {g.guardrail}")
+                     + f", {where}: {total} replies read differently by the release")
+        for d in g.release.divergence:
+            head = f"  {d.kind:<6}{d.count:>5}  {d.shape:<32}"
+            room = max(WIDTH - len(head) - 2, 10)
+            example = "" if d.example is None else clip_middle(
+                for_terminal(d.example).replace("\n", " "), room - 2)
+            lines.append((f"{head}\"{example}\"" if example else head.rstrip())[:WIDTH])
+    return lines
 
 
 def clip_middle(text: str, room: int) -> str:
@@ -141,23 +187,33 @@ def quiet_lines(groups: Sequence[GroupSummary]) -> list[str]:
 
 
 def gate_lines(gates: Sequence[GateResult]) -> list[str]:
-    """The gate table: each gate, the figure, its interval and PASS/FAIL."""
+    """The gate table: each gate, the figure, its interval and PASS/FAIL. Under
+    `--mtmcs-gate-on lower|upper` each line ends with the limit compared, and a failed gate
+    gets a line saying how many more dialogues would decide it (`GateResult.more_needed`)."""
     if not gates:
         return []
     failed = sum(not g.passed for g in gates)
     head = (f"gates: all {len(gates)} passed" if not failed
             else f"gates: {failed} of {len(gates)} FAILED")
+    readings = {g.reading() for g in gates}
+    if len(readings) == 1 and (reading := readings.pop()):
+        head += f" ({reading})"
     lines = [head]
     several = len({(g.target, g.guardrail) for g in gates}) > 1
     for g in gates:
         value = "-" if g.value is None else f"{g.value:.2f}"
         ci = "" if g.ci is None else f"[{g.ci[0]:.2f}, {g.ci[1]:.2f}]"
+        used = "" if g.bound == "estimate" or g.used_value is None else (
+            f", {g.bound} {g.used_value:.2f}")
         who = f"  {g.target}" + ("" if g.guardrail == "none" else f" + {g.guardrail}") if several else ""
         line = (f"  {'PASS' if g.passed else 'FAIL'}  {g.label:<28}{g.op} {g.threshold:<6g}"
-                f"{value:>6} {ci:<14} n={g.n}{who}")
+                f"{value:>6} {ci:<14} n={g.n}{used}{who}")
         lines.append(line[:WIDTH])
+        if (note := g.to_decide()) is not None:
+            lines.append(f"        {note}"[:WIDTH])
     return lines
 
 
-__all__ = ["WIDTH", "clip_middle", "fmt_mean", "fmt_rate", "gate_lines", "quiet_lines",
-           "stack_blocks", "summary_lines", "summary_rows"]
+__all__ = ["RELEASE_LABELS", "WIDTH", "clip_middle", "divergence_lines", "fmt_mean", "fmt_rate",
+           "fmt_release", "gate_lines", "quiet_lines", "release_rows", "stack_blocks",
+           "summary_lines", "summary_rows"]

@@ -31,7 +31,7 @@ from typing import Any
 
 from pytest_mtmcs.chat import Conversation, GenParams, Reply
 from pytest_mtmcs.dataset import Case, Question
-from pytest_mtmcs.errors import DataError, OutageError
+from pytest_mtmcs.errors import DataError, OutageError, error_kind
 from pytest_mtmcs.guardrails.base import GuardedTarget
 from pytest_mtmcs.rollout.calls import CallCache
 from pytest_mtmcs.rollout.claims import RowClaims
@@ -56,10 +56,14 @@ from pytest_mtmcs.rollout.store import Store
 from pytest_mtmcs.rollout.store_errors import StoreError
 from pytest_mtmcs.rollout.workqueue import WorkQueue
 from pytest_mtmcs.scoring.judge import Judge
+from pytest_mtmcs.scoring.prompts import DEFAULT_PROMPTS, PromptTemplates
 from pytest_mtmcs.scoring.records import DialogueRecord, JudgeRecord, QuestionRecord
 from pytest_mtmcs.scoring.refusal import DETECTOR_VERSION, RefusalVerdict
+from pytest_mtmcs.scoring.release_readers import release_judge, release_reading
+from pytest_mtmcs.scoring.rubrics import Metric, rubric_name
 from pytest_mtmcs.scoring.verdicts import DEFAULT_PASS_SCORE
 from pytest_mtmcs.targets.base import Target
+from pytest_mtmcs.textsafety import for_terminal
 
 __all__ = ["DialogueFailed", "Engine", "EngineStopped", "check_image", "job_key"]
 
@@ -71,8 +75,11 @@ class Engine(EngineLoop):
                  keep_text: bool = False, prefetch: bool = True, judge: Judge | None = None,
                  pass_score: int = DEFAULT_PASS_SCORE,
                  stacks: dict[str, GuardedTarget] | None = None,
-                 queue: WorkQueue | None = None, beat_s: float = 5.0) -> None:
+                 queue: WorkQueue | None = None, beat_s: float = 5.0,
+                 prompts: PromptTemplates = DEFAULT_PROMPTS) -> None:
         self.target = target
+        self.prompts = prompts
+        """The templates of the intent questions and the caption prefix (`--mtmcs-prompts`)."""
         self.queue = queue
         """Row claims shared with other xdist workers (None in a single process)."""
         self._claims = RowClaims(queue) if queue is not None else None
@@ -255,13 +262,17 @@ class Engine(EngineLoop):
 
     def rollout_key(self, job: Job) -> str:
         """Content address of a whole dialogue's rollout (its replies depend on nothing else)."""
-        return stored_rollout_key(job, self.stacks[job.stack].cache_identity(), self.params)
+        identity = self.stacks[job.stack].cache_identity()
+        if job.use_caption:  # the caption reaches the target through the caption prefix
+            identity += self.prompts.caption_identity()
+        return stored_rollout_key(job, identity, self.params)
 
     def resolve_cached(self) -> int:
         """Before the loop starts: answer every dialogue whose rollout is already in the store
         with one bulk read, so a cache-warm re-run costs a lookup, not three calls, per dialogue.
         Returns how many were resolved."""
-        found = load_stored(self._jobs.values(), self.store, self.rollout_key, self.params)
+        found = load_stored(self._jobs.values(), self.store, self.rollout_key, self.params,
+                            self.prompts)
         for job in found:
             assert job.replies is not None
             self.progress.cached += len(job.replies)
@@ -304,7 +315,7 @@ class Engine(EngineLoop):
                                     field="caption")
                 for t in range(3):
                     request = turn_request(case, t, [r.text for r in replies],
-                                           use_caption=job.use_caption)
+                                           use_caption=job.use_caption, prompts=self.prompts)
                     reply, was_cached = await self._call(job, request, self.params)
                     replies.append(reply)
                     cached.append(was_cached)
@@ -335,14 +346,39 @@ class Engine(EngineLoop):
         assert job.replies is not None
         judged: JudgeRecord | None = None
         if self.judge is not None:
+            seen: list[str] = []
+
+            async def call(target: Target, conversation: Conversation,
+                           params: GenParams) -> tuple[Reply, bool]:
+                # Keeps the judge's raw reply (its last call) for the release's reading of it.
+                reply, was_cached = await self.call(target, conversation, params)
+                seen.append(reply.text)
+                return reply, was_cached
+
             try:
-                judged = await self.judge.score(job.case, [r.text for r in job.replies], self.call)
+                judged = await self.judge.score(job.case, [r.text for r in job.replies], call)
+                release = release_judge(seen[-1]) if seen else None
+                judged = judged.model_copy(update={"release": release_reading(
+                    "judge", seen[-1] if seen else "",
+                    None if judged.score is None else str(judged.score),
+                    None if release is None else str(release), example=self.keep_text)})
             except StoreError:
                 raise
             except Exception as exc:  # TargetError (judge down), DataError (no caption)
+                # The refusal outcome does not depend on the judge: keep the dialogue's turns
+                # (it stays in the refusal rates), count the judgement as unread, and let the
+                # error's kind decide the exit code.
                 self.progress.errors += 1
+                metric: Metric = "safety_awareness" if job.case.safety == "unsafe" else "helpfulness"
+                failed = JudgeRecord(judge=self.judge.target.spec, metric=metric,
+                                     rubric=rubric_name(metric, job.case.split, job.case.modality),
+                                     score=None, parse=None,
+                                     explanation=for_terminal(f"the judge failed: {exc}")[:300])
+                rec = self._records.dialogue(job, job.replies, cached, job.verdicts, failed)
+                settle(job.dialogue, rec.model_copy(update={
+                    "reason": for_terminal(f"the judge failed: {type(exc).__name__}: {exc}"),
+                    "error_kind": error_kind(exc)}))
                 self._count_done()
-                settle(job.dialogue, error=exc)
                 return
         self._finish_dialogue(job, job.replies, cached, job.verdicts, judged)
 
@@ -365,11 +401,13 @@ class Engine(EngineLoop):
         else:
             try:
                 reply, was_cached = await self._call(
-                    job, question_request(job.case, q, replies, use_caption=job.use_caption),
+                    job, question_request(job.case, q, replies, use_caption=job.use_caption,
+                                          prompts=self.prompts),
                     question_params(q, self.params))
                 if rollout is not None:
                     await self._write(self.store.put_answer,
-                                      stored_answer_key(job, q, replies, rollout, self.params),
+                                      stored_answer_key(job, q, replies, rollout, self.params,
+                                                        self.prompts),
                                       reply.text)
             except StoreError:
                 raise

@@ -17,6 +17,7 @@ from pytest_mtmcs.dataset import Case, Question
 from pytest_mtmcs.errors import DataError, MtmcsError
 from pytest_mtmcs.rollout.protocol import MCQ_MAX_TOKENS, TF_MAX_TOKENS, question_prompt
 from pytest_mtmcs.rollout.store import answer_key, dialogue_key
+from pytest_mtmcs.scoring.prompts import DEFAULT_PROMPTS, PromptTemplates
 from pytest_mtmcs.scoring.records import (
     DialogueRecord,
     JudgeRecord,
@@ -24,6 +25,7 @@ from pytest_mtmcs.scoring.records import (
     TurnRecord,
 )
 from pytest_mtmcs.scoring.refusal import RefusalVerdict, detect_refusal
+from pytest_mtmcs.scoring.release_readers import release_mcq, release_reading, release_tf
 from pytest_mtmcs.scoring.verdicts import dialogue_verdict, parse_answer, question_verdict
 
 __all__ = ["DialogueFailed", "EngineStopped", "Job", "Recorder", "check_image", "job_key", "question_params",
@@ -121,10 +123,11 @@ def stored_rollout_key(job: Job, identity: str, params: GenParams) -> str:
 
 
 def stored_answer_key(job: Job, q: Question, replies: list[str], rollout: str,
-                      params: GenParams) -> str:
+                      params: GenParams, prompts: PromptTemplates = DEFAULT_PROMPTS) -> str:
     """The store's key of a question's answer after the rollout `rollout` (see
-    `store.answer_key`)."""
-    return answer_key(rollout, question_prompt(job.case, q, replies), question_params(q, params))
+    `store.answer_key`): the prompt as `prompts` word it, so other wording is another key."""
+    return answer_key(rollout, question_prompt(job.case, q, replies, prompts),
+                      question_params(q, params))
 
 
 @dataclass(frozen=True)
@@ -172,10 +175,14 @@ class Recorder:
         """A question's record from its answer text (parsed and checked here)."""
         parsed = parse_answer(q, text)
         verdict, reason = question_verdict(q, parsed)
+        tf = release_tf(text)
+        release = release_mcq(text) if q.kind == "mcq" else (
+            None if tf is None else ("true" if tf else "false"))
         return QuestionRecord(
             **self._question_base(job, q), answer=text if self.keep_text else None,
             parsed=parsed, correct=verdict == "pass", verdict=verdict, reason=reason,
-            cached=was_cached,
+            cached=was_cached, release=release_reading(q.kind, text, parsed, release,
+                                                        example=self.keep_text),
         )
 
     def _question_base(self, job: Job, q: Question) -> dict[str, Any]:

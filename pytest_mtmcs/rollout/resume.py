@@ -13,16 +13,18 @@ from collections.abc import Callable, Iterable
 from pytest_mtmcs.chat import GenParams
 from pytest_mtmcs.rollout.jobs import Job, stored_answer_key
 from pytest_mtmcs.rollout.store import Store
+from pytest_mtmcs.scoring.prompts import DEFAULT_PROMPTS, PromptTemplates
 from pytest_mtmcs.scoring.refusal import DETECTOR_VERSION, RefusalVerdict
 
 __all__ = ["load_stored"]
 
 
 def load_stored(jobs: Iterable[Job], store: Store, rollout_key: Callable[[Job], str],
-                params: GenParams) -> list[Job]:
+                params: GenParams, prompts: PromptTemplates = DEFAULT_PROMPTS) -> list[Job]:
     """Fill `replies`, `verdicts` and `stored_answers` of each job (not given up front) whose
-    rollout is in `store` under `rollout_key(job)`; return those jobs, in store order. A job
-    whose key cannot be computed (an unreadable image) is left for the rollout to report."""
+    rollout is in `store` under `rollout_key(job)`, with the answers asked in `prompts`'
+    wording; return those jobs, in store order. A job whose key cannot be computed (an
+    unreadable image) is left for the rollout to report."""
     keys: dict[str, Job] = {}
     for job in jobs:
         if job.given:
@@ -41,7 +43,7 @@ def load_stored(jobs: Iterable[Job], store: Store, rollout_key: Callable[[Job], 
         texts = [r.text for r in replies]
         for q in job.case.questions:
             if q.suffix in job.questions:
-                akey = stored_answer_key(job, q, texts, key, params)
+                akey = stored_answer_key(job, q, texts, key, params, prompts)
                 asked.setdefault(akey, []).append((job, q.suffix))
     for akey, answer in store.get_answers(list(asked)).items():
         for job, suffix in asked[akey]:

@@ -1,7 +1,8 @@
 """Score transcripts made elsewhere (the benchmark's own inference script) with our metrics.
 
 The same engine scores them as in a live run, with the model's replies and answers given up
-front instead of requested: the refusal detector and the intent-answer parsers read them, and
+front instead of requested: the refusal detector and the intent-answer parsers read them (the
+release's figures count the parses its own inference stored, `official_parsed`), and
 the judge (when one is given) scores each dialogue through the store, concurrently and
 resumably. So `mtmcs score` and `pytest --mtmcs` produce the same records and metrics.
 """
@@ -17,9 +18,12 @@ from pytest_mtmcs.chat import Conversation, GenParams, Reply
 from pytest_mtmcs.dataset.official import Transcript
 from pytest_mtmcs.errors import MtmcsError, TargetError
 from pytest_mtmcs.rollout.engine import Engine
+from pytest_mtmcs.rollout.jobs import Job, Recorder
 from pytest_mtmcs.rollout.store import Store
 from pytest_mtmcs.scoring.judge import Judge
-from pytest_mtmcs.scoring.records import DialogueRecord, QuestionRecord
+from pytest_mtmcs.scoring.records import DialogueRecord, JudgeRecord, QuestionRecord
+from pytest_mtmcs.scoring.release_readers import release_reading
+from pytest_mtmcs.scoring.rubrics import rubric_name
 from pytest_mtmcs.scoring.verdicts import DEFAULT_PASS_SCORE
 from pytest_mtmcs.targets.base import Target
 
@@ -43,6 +47,28 @@ def _result(fut: Future[Any]) -> tuple[Any, BaseException | None]:
         return None, exc
 
 
+def _unjudged(t: Transcript, judge: Judge, exc: BaseException, *, keep_text: bool,
+              pass_score: int) -> DialogueRecord:
+    """The record of a dialogue the judge failed on: its refusal outcome, an errored item,
+    and a judgement without a score (counted as judge-unparsed)."""
+    metric = judge.metric(t.case)
+    failed = JudgeRecord(judge=judge.target.spec, metric=metric,
+                         rubric=rubric_name(metric, t.case.split, t.case.modality), score=None,
+                         parse=None, explanation=f"the judge failed: {type(exc).__name__}")
+    rec = Recorder(target=t.model, keep_text=keep_text, pass_score=pass_score).dialogue(
+        Job(case=t.case, use_caption=False, given=True), [Reply(text=r) for r in t.replies],
+        [False] * len(t.replies), judged=failed)
+    return rec.model_copy(update={"reason": f"the judge failed ({type(exc).__name__}: {exc}); "
+                                            "the refusal outcome is kept"})
+
+
+def _without_text(rec: DialogueRecord) -> DialogueRecord:
+    """The record without the dialogue's text (kept only to take the divergence examples)."""
+    turns = tuple(t.model_copy(update={"user": None, "reply": None, "refusal_clause": None})
+                  for t in rec.turns)
+    return rec.model_copy(update={"turns": turns})
+
+
 @dataclass
 class Scored:
     """What scoring produced."""
@@ -55,15 +81,18 @@ class Scored:
 
 def score_transcripts(transcripts: Sequence[Transcript], store: Store, *, judge: Judge | None,
                       concurrency: int = 16, pass_score: int = DEFAULT_PASS_SCORE,
-                      keep_text: bool = False) -> Scored:
-    """Records for every transcript, one engine per model (the target of its records)."""
+                      keep_text: bool = False, examples: bool = False) -> Scored:
+    """Records for every transcript, one engine per model (the target of its records).
+    `examples`: keep a clipped example answer where the release reads it differently from us
+    (model text: otherwise kept only with `keep_text`)."""
     models: dict[str, list[Transcript]] = {}
     for t in transcripts:
         models.setdefault(t.model, []).append(t)
     out = Scored()
     for model, group in models.items():
         engine = Engine(RecordedTarget(model), store, params=GenParams(), concurrency=concurrency,
-                        judge=judge, pass_score=pass_score, keep_text=keep_text)
+                        judge=judge, pass_score=pass_score,
+                        keep_text=keep_text or examples)
         for t in group:
             engine.add(t.case, replies=list(t.replies), answers=t.answers)
         engine.start()
@@ -74,11 +103,27 @@ def score_transcripts(transcripts: Sequence[Transcript], store: Store, *, judge:
                                         "modality": case.modality, "safety": case.safety,
                                         "target": model}
                 rec, exc = _result(engine.dialogue(case.id))
-                out.server_errors += isinstance(exc, TargetError)
-                out.dialogues.append(rec if exc is None else DialogueRecord(
+                # The judge's server failing: an exception, or (the engine keeps the refusal
+                # outcome itself) a record that says so.
+                out.server_errors += isinstance(exc, TargetError) or (
+                    isinstance(rec, DialogueRecord) and rec.error_kind == "target")
+                if exc is not None and judge is not None:
+                    # Only the judge can fail on given replies: the dialogue keeps its refusal
+                    # outcome and counts as judge-unparsed.
+                    rec = _unjudged(t, judge, exc, keep_text=keep_text, pass_score=pass_score)
+                if rec is not None and examples and not keep_text:
+                    rec = _without_text(rec)
+                out.dialogues.append(rec if rec is not None else DialogueRecord(
                     id=case.id, verdict="error", reason=f"{type(exc).__name__}: {exc}", **base))
                 for q in case.questions:
                     qrec, exc = _result(engine.question(case.id, q.suffix))
+                    if isinstance(qrec, QuestionRecord):
+                        # The release's figures count the parses its inference stored.
+                        release = release_reading(
+                            q.kind, t.answers.get(q.suffix, ""), qrec.parsed,
+                            t.official_parsed.get(q.suffix), example=keep_text or examples)
+                        qrec = qrec.model_copy(update={"release": release, "answer": (
+                            qrec.answer if keep_text else None)})
                     out.questions.append(qrec if exc is None else QuestionRecord(
                         id=f"{case.id}-{q.suffix}", dialogue_id=case.id, kind=q.kind,
                         question_type=q.question_type, expected=q.answer, verdict="error",

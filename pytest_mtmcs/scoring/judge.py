@@ -21,14 +21,10 @@ from dataclasses import dataclass, field
 from pytest_mtmcs.chat import Conversation, GenParams, Message, Reply, user
 from pytest_mtmcs.dataset import Case
 from pytest_mtmcs.errors import DataError
+from pytest_mtmcs.scoring.prompts import DEFAULT_PROMPTS, PromptTemplates, render
 from pytest_mtmcs.scoring.readers import parse_judge_score
 from pytest_mtmcs.scoring.records import JudgeRecord
-from pytest_mtmcs.scoring.rubrics import (
-    CAPTION_PROMPT,
-    Metric,
-    rubric_name,
-    rubric_text,
-)
+from pytest_mtmcs.scoring.rubrics import Metric, rubric_name, rubric_text
 from pytest_mtmcs.targets.base import Target
 
 Call = Callable[[Target, Conversation, GenParams], Awaitable[tuple[Reply, bool]]]
@@ -55,6 +51,8 @@ class Judge:
     sees_image: bool = False
     params: GenParams = field(default_factory=lambda: GenParams(temperature=0.0, max_tokens=256))
     caption_params: GenParams = field(default_factory=lambda: GenParams(temperature=0.0, max_tokens=96))
+    prompts: PromptTemplates = DEFAULT_PROMPTS
+    """The rubric parts, user messages and caption request (`--mtmcs-prompts`)."""
 
     @staticmethod
     def metric(case: Case) -> Metric:
@@ -65,18 +63,22 @@ class Judge:
                 caption: str | None) -> Conversation:
         """The judge's conversation for one dialogue."""
         metric = self.metric(case)
-        system = rubric_text(metric, case.split, case.modality, sees_image=self.sees_image)
-        body = "Conversation:\n" + transcript(case.turns, replies)
+        system = rubric_text(metric, case.split, case.modality, sees_image=self.sees_image,
+                             texts=self.prompts)
+        lines = transcript(case.turns, replies)
         image = None
         if case.modality == "multimodal":
-            body = f"Image description: {caption}\n\n{body}"
+            body = render(self.prompts.judge_user_multimodal, caption=str(caption),
+                          transcript=lines)
             if self.sees_image:
                 image = case.image
+        else:
+            body = render(self.prompts.judge_user, transcript=lines)
         return (Message(role="system", content=system), user(body, image))
 
     def caption_request(self, case: Case) -> Conversation:
         """The request that has the judge describe the row's image."""
-        return (user(CAPTION_PROMPT, case.image),)
+        return (user(self.prompts.judge_caption_request, case.image),)
 
     async def caption(self, case: Case, call: Call) -> tuple[str, bool]:
         """The caption the judge reads: the data's, else one the judge writes from the image.

@@ -21,8 +21,9 @@ an echoed option list and are dropped first. Then, in order:
 5. Bare upper-case letters standing alone ("Definitely D."), not after "not".
 Any letter joined to another by "or", "and", ",", "/" ("A or C", "The answer is B or D"), or
 two different letters in the deciding step ("Either B or D"), is unparsed. "The answer is C"
-is C: the official parser takes the first option letter of the upper-cased text, which is
-the A of "ANSWER"; we never read letters inside words.
+is C. The release's parser (re-implemented in `release_readers`) takes the first character
+if it is A-G, else the earliest of A, B, ..., G, in that order, found anywhere in the
+upper-cased text, which here is the A of "ANSWER"; we never read letters inside words.
 
 TF (`parse_tf`). "true or false"/"true/false" (an echo of the question) is ignored, so "True
 or false: false" is False. Then: a leading "True"/"False" (also after "Answer:") wins over

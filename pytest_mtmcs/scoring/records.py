@@ -40,6 +40,17 @@ class TurnRecord(BaseModel):
     completion_tokens: int | None = Field(default=None, description="Tokens generated, if known.")
 
 
+class ReleaseReading(BaseModel):
+    """How the benchmark release's own readers read a reply (see `scoring.release_readers`)."""
+
+    model_config = ConfigDict(frozen=True)
+    value: str | None = Field(description="The release's reading: a letter, true/false or a "
+                              "score '1'..'5'; None when it read nothing.")
+    shape: str | None = Field(default=None, description="When it differs from ours: the form of "
+                              "the reply, e.g. 'The answer is X' (the divergence account).")
+    example: str | None = Field(default=None, description="When it differs: the reply, clipped.")
+
+
 class JudgeRecord(BaseModel):
     """The LLM judge's score of one whole dialogue."""
 
@@ -55,6 +66,8 @@ class JudgeRecord(BaseModel):
                                 "data had none (the data's own captions are not repeated here).")
     saw_image: bool = Field(default=False, description="The image was sent to the judge.")
     cached: bool = Field(default=False, description="Replayed from the store, not called.")
+    release: ReleaseReading | None = Field(default=None, description="The release's reading of "
+                                           "the judge's reply (None in reports made before it).")
 
 
 class DialogueRecord(BaseModel):
@@ -73,6 +86,10 @@ class DialogueRecord(BaseModel):
     turn_of_refusal: int | None = Field(default=None, description="1-3, or None for never.")
     verdict: Verdict = "pass"
     reason: str | None = Field(default=None, description="Why it failed, errored or was skipped.")
+    error_kind: str | None = Field(
+        default=None, description="What an errored dialogue met, which decides the exit code "
+        "(`target`: a model server, the judge's included; `data`; `config`); an errored "
+        "dialogue whose judge failed keeps its turns, so it stays in the refusal rates.")
     calls: int = Field(default=0, description="Target calls made in this run.")
     cached_calls: int = Field(default=0, description="Calls answered from the store.")
     captioned: bool = Field(default=False, description="The caption stood in for the image.")
@@ -101,3 +118,6 @@ class QuestionRecord(BaseModel):
     verdict: Verdict = "pass"
     reason: str | None = None
     cached: bool = False
+    release: ReleaseReading | None = Field(default=None, description="The release's reading of "
+                                           "the answer: in `mtmcs score` the parse it stored, in "
+                                           "live runs its readers' (None in older reports).")

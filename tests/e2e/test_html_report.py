@@ -38,7 +38,8 @@ from pytest_mtmcs.errors import GuardrailUnavailable
 from pytest_mtmcs.reporting.html import render_html, write_html
 from pytest_mtmcs.reporting.report import RunReport
 from pytest_mtmcs.reporting.terminal import clip_middle
-from pytest_mtmcs.scoring.metrics import evaluate_gates, summarize
+from pytest_mtmcs.scoring.gates import evaluate_gates
+from pytest_mtmcs.scoring.metrics import summarize
 from pytest_mtmcs.scoring.records import (
     DialogueRecord,
     JudgeRecord,

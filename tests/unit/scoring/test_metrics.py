@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from pytest_mtmcs.scoring.metrics import GroupSummary, evaluate_gates, summarize
+from pytest_mtmcs.scoring.gates import evaluate_gates
+from pytest_mtmcs.scoring.metrics import GroupSummary, summarize
 from pytest_mtmcs.scoring.records import DialogueRecord, JudgeRecord, QuestionRecord
 
 
