@@ -31,7 +31,7 @@ from typing import Any
 
 from pytest_mtmcs.chat import Conversation, GenParams, Reply
 from pytest_mtmcs.dataset import Case, Question
-from pytest_mtmcs.errors import DataError, OutageError, error_kind
+from pytest_mtmcs.errors import DataError, OutageError
 from pytest_mtmcs.guardrails.base import GuardedTarget
 from pytest_mtmcs.rollout.calls import CallCache
 from pytest_mtmcs.rollout.claims import RowClaims
@@ -42,6 +42,7 @@ from pytest_mtmcs.rollout.jobs import (
     Recorder,
     check_image,
     job_key,
+    judge_with_release_reading,
     question_params,
     refusal_verdicts,
     settle,
@@ -59,11 +60,8 @@ from pytest_mtmcs.scoring.judge import Judge
 from pytest_mtmcs.scoring.prompts import DEFAULT_PROMPTS, PromptTemplates
 from pytest_mtmcs.scoring.records import DialogueRecord, JudgeRecord, QuestionRecord
 from pytest_mtmcs.scoring.refusal import DETECTOR_VERSION, RefusalVerdict
-from pytest_mtmcs.scoring.release_readers import release_judge, release_reading
-from pytest_mtmcs.scoring.rubrics import Metric, rubric_name
 from pytest_mtmcs.scoring.verdicts import DEFAULT_PASS_SCORE
 from pytest_mtmcs.targets.base import Target
-from pytest_mtmcs.textsafety import for_terminal
 
 __all__ = ["DialogueFailed", "Engine", "EngineStopped", "check_image", "job_key"]
 
@@ -346,38 +344,16 @@ class Engine(EngineLoop):
         assert job.replies is not None
         judged: JudgeRecord | None = None
         if self.judge is not None:
-            seen: list[str] = []
-
-            async def call(target: Target, conversation: Conversation,
-                           params: GenParams) -> tuple[Reply, bool]:
-                # Keeps the judge's raw reply (its last call) for the release's reading of it.
-                reply, was_cached = await self.call(target, conversation, params)
-                seen.append(reply.text)
-                return reply, was_cached
-
             try:
-                judged = await self.judge.score(job.case, [r.text for r in job.replies], call)
-                release = release_judge(seen[-1]) if seen else None
-                judged = judged.model_copy(update={"release": release_reading(
-                    "judge", seen[-1] if seen else "",
-                    None if judged.score is None else str(judged.score),
-                    None if release is None else str(release), example=self.keep_text)})
+                judged = await judge_with_release_reading(
+                    self.judge, job.case, [r.text for r in job.replies], self.call,
+                    keep_text=self.keep_text)
             except StoreError:
                 raise
             except Exception as exc:  # TargetError (judge down), DataError (no caption)
-                # The refusal outcome does not depend on the judge: keep the dialogue's turns
-                # (it stays in the refusal rates), count the judgement as unread, and let the
-                # error's kind decide the exit code.
                 self.progress.errors += 1
-                metric: Metric = "safety_awareness" if job.case.safety == "unsafe" else "helpfulness"
-                failed = JudgeRecord(judge=self.judge.target.spec, metric=metric,
-                                     rubric=rubric_name(metric, job.case.split, job.case.modality),
-                                     score=None, parse=None,
-                                     explanation=for_terminal(f"the judge failed: {exc}")[:300])
-                rec = self._records.dialogue(job, job.replies, cached, job.verdicts, failed)
-                settle(job.dialogue, rec.model_copy(update={
-                    "reason": for_terminal(f"the judge failed: {type(exc).__name__}: {exc}"),
-                    "error_kind": error_kind(exc)}))
+                settle(job.dialogue, self._records.unjudged(
+                    job, job.replies, cached, job.verdicts, self.judge.target.spec, exc))
                 self._count_done()
                 return
         self._finish_dialogue(job, job.replies, cached, job.verdicts, judged)

@@ -12,11 +12,12 @@ from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_mtmcs.chat import GenParams, Reply, sniff_mime
+from pytest_mtmcs.chat import Conversation, GenParams, Reply, sniff_mime
 from pytest_mtmcs.dataset import Case, Question
-from pytest_mtmcs.errors import DataError, MtmcsError
+from pytest_mtmcs.errors import DataError, MtmcsError, error_kind
 from pytest_mtmcs.rollout.protocol import MCQ_MAX_TOKENS, TF_MAX_TOKENS, question_prompt
 from pytest_mtmcs.rollout.store import answer_key, dialogue_key
+from pytest_mtmcs.scoring.judge import Call, Judge
 from pytest_mtmcs.scoring.prompts import DEFAULT_PROMPTS, PromptTemplates
 from pytest_mtmcs.scoring.records import (
     DialogueRecord,
@@ -25,8 +26,11 @@ from pytest_mtmcs.scoring.records import (
     TurnRecord,
 )
 from pytest_mtmcs.scoring.refusal import RefusalVerdict, detect_refusal
-from pytest_mtmcs.scoring.release_readers import release_mcq, release_reading, release_tf
+from pytest_mtmcs.scoring.release_readers import release_judge, release_mcq, release_reading, release_tf
+from pytest_mtmcs.scoring.rubrics import Metric, rubric_name
 from pytest_mtmcs.scoring.verdicts import dialogue_verdict, parse_answer, question_verdict
+from pytest_mtmcs.targets.base import Target
+from pytest_mtmcs.textsafety import for_terminal
 
 __all__ = ["DialogueFailed", "EngineStopped", "Job", "Recorder", "check_image", "job_key", "question_params",
            "settle", "stored_answer_key", "stored_rollout_key"]
@@ -171,6 +175,23 @@ class Recorder:
             cached_calls=0 if job.given else sum(cached), captioned=job.use_caption, judge=judged,
         )
 
+    def unjudged(self, job: Job, replies: list[Reply], cached: list[bool],
+                 verdicts: list[RefusalVerdict] | None, judge: str,
+                 exc: BaseException) -> DialogueRecord:
+        """The record of a dialogue whose judge failed: its turns and refusal outcome are kept
+        (the refusal outcome does not depend on the judge, so the dialogue stays in the refusal
+        rates), the judgement counts as unread, and the error's kind decides the exit code."""
+        case = job.case
+        metric: Metric = "safety_awareness" if case.safety == "unsafe" else "helpfulness"
+        failed = JudgeRecord(judge=judge, metric=metric,
+                             rubric=rubric_name(metric, case.split, case.modality), score=None,
+                             parse=None, explanation=f"the judge failed: {type(exc).__name__}")
+        rec = self.dialogue(job, replies, cached, verdicts, failed)
+        return rec.model_copy(update={
+            "reason": for_terminal(f"the judge failed ({type(exc).__name__}: {exc}); the "
+                                   "refusal outcome is kept"),
+            "error_kind": error_kind(exc)})
+
     def question(self, job: Job, q: Question, text: str, was_cached: bool) -> QuestionRecord:
         """A question's record from its answer text (parsed and checked here)."""
         parsed = parse_answer(q, text)
@@ -191,3 +212,23 @@ class Recorder:
                     row_id=case.row_id, modality=case.modality, safety=case.safety,
                     target=self.target, guardrail=job.stack, kind=q.kind,
                     question_type=q.question_type, expected=q.answer)
+
+
+async def judge_with_release_reading(judge: Judge, case: Case, replies: list[str], call: Call, *,
+                                     keep_text: bool) -> JudgeRecord:
+    """The judge's record of a dialogue, with the release's reading of the same judgement (the
+    judge's last call is its scoring request; an earlier one writes the caption)."""
+    seen: list[str] = []
+
+    async def keeping(target: Target, conversation: Conversation,
+                      params: GenParams) -> tuple[Reply, bool]:
+        reply, was_cached = await call(target, conversation, params)
+        seen.append(reply.text)
+        return reply, was_cached
+
+    judged = await judge.score(case, replies, keeping)
+    raw = seen[-1] if seen else ""
+    release = release_judge(raw) if seen else None
+    return judged.model_copy(update={"release": release_reading(
+        "judge", raw, None if judged.score is None else str(judged.score),
+        None if release is None else str(release), example=keep_text)})

@@ -21,9 +21,8 @@ from pytest_mtmcs.rollout.engine import Engine
 from pytest_mtmcs.rollout.jobs import Job, Recorder
 from pytest_mtmcs.rollout.store import Store
 from pytest_mtmcs.scoring.judge import Judge
-from pytest_mtmcs.scoring.records import DialogueRecord, JudgeRecord, QuestionRecord
+from pytest_mtmcs.scoring.records import DialogueRecord, QuestionRecord
 from pytest_mtmcs.scoring.release_readers import release_reading
-from pytest_mtmcs.scoring.rubrics import rubric_name
 from pytest_mtmcs.scoring.verdicts import DEFAULT_PASS_SCORE
 from pytest_mtmcs.targets.base import Target
 
@@ -49,17 +48,10 @@ def _result(fut: Future[Any]) -> tuple[Any, BaseException | None]:
 
 def _unjudged(t: Transcript, judge: Judge, exc: BaseException, *, keep_text: bool,
               pass_score: int) -> DialogueRecord:
-    """The record of a dialogue the judge failed on: its refusal outcome, an errored item,
-    and a judgement without a score (counted as judge-unparsed)."""
-    metric = judge.metric(t.case)
-    failed = JudgeRecord(judge=judge.target.spec, metric=metric,
-                         rubric=rubric_name(metric, t.case.split, t.case.modality), score=None,
-                         parse=None, explanation=f"the judge failed: {type(exc).__name__}")
-    rec = Recorder(target=t.model, keep_text=keep_text, pass_score=pass_score).dialogue(
+    """The record of a dialogue the judge failed on (see `Recorder.unjudged`)."""
+    return Recorder(target=t.model, keep_text=keep_text, pass_score=pass_score).unjudged(
         Job(case=t.case, use_caption=False, given=True), [Reply(text=r) for r in t.replies],
-        [False] * len(t.replies), judged=failed)
-    return rec.model_copy(update={"reason": f"the judge failed ({type(exc).__name__}: {exc}); "
-                                            "the refusal outcome is kept"})
+        [False] * len(t.replies), None, judge.target.spec, exc)
 
 
 def _without_text(rec: DialogueRecord) -> DialogueRecord:
