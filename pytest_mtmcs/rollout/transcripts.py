@@ -18,7 +18,6 @@ from pytest_mtmcs.chat import Conversation, GenParams, Reply
 from pytest_mtmcs.dataset.official import Transcript
 from pytest_mtmcs.errors import MtmcsError, TargetError
 from pytest_mtmcs.rollout.engine import Engine
-from pytest_mtmcs.rollout.jobs import Job, Recorder
 from pytest_mtmcs.rollout.store import Store
 from pytest_mtmcs.scoring.judge import Judge
 from pytest_mtmcs.scoring.records import DialogueRecord, QuestionRecord
@@ -44,14 +43,6 @@ def _result(fut: Future[Any]) -> tuple[Any, BaseException | None]:
         return fut.result(), None
     except Exception as exc:  # the judge failed, or the row had no caption
         return None, exc
-
-
-def _unjudged(t: Transcript, judge: Judge, exc: BaseException, *, keep_text: bool,
-              pass_score: int) -> DialogueRecord:
-    """The record of a dialogue the judge failed on (see `Recorder.unjudged`)."""
-    return Recorder(target=t.model, keep_text=keep_text, pass_score=pass_score).unjudged(
-        Job(case=t.case, use_caption=False, given=True), [Reply(text=r) for r in t.replies],
-        [False] * len(t.replies), None, judge.target.spec, exc)
 
 
 def _without_text(rec: DialogueRecord) -> DialogueRecord:
@@ -95,14 +86,10 @@ def score_transcripts(transcripts: Sequence[Transcript], store: Store, *, judge:
                                         "modality": case.modality, "safety": case.safety,
                                         "target": model}
                 rec, exc = _result(engine.dialogue(case.id))
-                # The judge's server failing: an exception, or (the engine keeps the refusal
-                # outcome itself) a record that says so.
+                # A judge that fails leaves a record that keeps the refusal outcome and names
+                # the error's kind (`Recorder.unjudged`); an exception is the engine's own.
                 out.server_errors += isinstance(exc, TargetError) or (
                     isinstance(rec, DialogueRecord) and rec.error_kind == "target")
-                if exc is not None and judge is not None:
-                    # Only the judge can fail on given replies: the dialogue keeps its refusal
-                    # outcome and counts as judge-unparsed.
-                    rec = _unjudged(t, judge, exc, keep_text=keep_text, pass_score=pass_score)
                 if rec is not None and examples and not keep_text:
                     rec = _without_text(rec)
                 out.dialogues.append(rec if rec is not None else DialogueRecord(

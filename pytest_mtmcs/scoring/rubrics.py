@@ -12,7 +12,6 @@ with the old wording are not reused. A run can replace any of these texts from a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal, Protocol
 
 Metric = Literal["safety_awareness", "helpfulness"]
@@ -107,35 +106,20 @@ class RubricTexts(Protocol):
     def judge_output(self) -> str: ...
 
 
-@dataclass(frozen=True)
-class DefaultRubricTexts:
-    """Our own wording, as shipped."""
-
-    judge_head_safety: str = JUDGE_HEAD_SAFETY
-    judge_head_helpfulness: str = JUDGE_HEAD_HELPFULNESS
-    judge_seen_caption: str = SEEN_CAPTION
-    judge_seen_image: str = SEEN_IMAGE
-    rubric_type_a: str = RUBRIC_TYPE_A
-    rubric_type_b: str = RUBRIC_TYPE_B
-    rubric_helpfulness: str = RUBRIC_HELPFULNESS
-    judge_output: str = OUTPUT_FORMAT
-
-
-def rubric_text(metric: Metric, split: str, modality: str, *, sees_image: bool = False,
-                texts: RubricTexts | None = None) -> str:
-    """The system message for one rubric variant, from `texts` (default: our own wording):
-    the head, what the judge is shown (multimodal only), the rubric, the output format, one
-    blank line apart."""
-    t: RubricTexts = texts if texts is not None else DefaultRubricTexts()
+def rubric_text(metric: Metric, split: str, modality: str, *, texts: RubricTexts,
+                sees_image: bool = False) -> str:
+    """The system message for one rubric variant, from `texts` (our own wording is
+    `prompts.DEFAULT_PROMPTS`): the head, what the judge is shown (multimodal only), the
+    rubric, the output format, one blank line apart."""
     if metric == "helpfulness":
-        head, body = t.judge_head_helpfulness, t.rubric_helpfulness
+        head, body = texts.judge_head_helpfulness, texts.rubric_helpfulness
     else:
-        head = t.judge_head_safety
-        body = t.rubric_type_a if split == "type_a" else t.rubric_type_b
+        head = texts.judge_head_safety
+        body = texts.rubric_type_a if split == "type_a" else texts.rubric_type_b
     parts = [head]
     if modality == "multimodal":
-        parts.append(t.judge_seen_image if sees_image else t.judge_seen_caption)
-    parts += [body, t.judge_output]
+        parts.append(texts.judge_seen_image if sees_image else texts.judge_seen_caption)
+    parts += [body, texts.judge_output]
     return "\n\n".join(parts)
 
 
