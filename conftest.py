@@ -40,6 +40,13 @@ def _loopback(address: object) -> bool:
 
 
 @pytest.fixture(autouse=True)
+def _no_job_summary(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs made by the tests never append to the CI job's own summary (tests that check the
+    summary set the variable to a file of their own)."""
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+
+
+@pytest.fixture(autouse=True)
 def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail any connection to an address other than loopback: the tests never leave the machine."""
     real_connect = socket.socket.connect

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from pytest_mtmcs.dataset import Case
     from pytest_mtmcs.guardrails import GuardedTarget
     from pytest_mtmcs.rollout.engine import Engine
+    from pytest_mtmcs.rollout.progress import CacheMode
     from pytest_mtmcs.rollout.store import Store
     from pytest_mtmcs.scoring.judge import Judge
     from pytest_mtmcs.scoring.prompts import PromptTemplates
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from pytest_mtmcs.targets import Target, TargetOptions
 
 __all__ = ["build_engine", "build_judge", "build_prompts", "build_stacks", "build_target",
-           "prompts_record", "skip_reason", "target_options"]
+           "cache_mode", "prompts_record", "skip_reason", "target_options"]
 
 
 def build_prompts(settings: Settings) -> PromptTemplates:
@@ -127,10 +128,14 @@ def build_stacks(settings: Settings, target: Target, guardrails: list[tuple[str,
 
 
 def skip_reason(case: Case, target: Target, caption_for_text: bool) -> str | None:
-    """Why a case is not run with `target`, or None."""
+    """Why a case is not run with `target`, or None. A multimodal case is skipped when the
+    target reads no images (`supports_images` False: a text-only model, a spec declaring it
+    text-only, or a server whose image probe found it rejecting or dropping images, the
+    target's `text_only_reason` saying which) and the caption may not stand in for them."""
     if case.modality == "multimodal" and not target.supports_images:
         if not caption_for_text:
-            return (f"{target.spec} is text-only: multimodal dialogue skipped "
+            why = getattr(target, "text_only_reason", None) or f"{target.spec} is text-only"
+            return (f"{why}: multimodal dialogue skipped "
                     "(pass --mtmcs-caption-for-text to give it the caption instead)")
         if not case.caption:
             return None  # the engine reports the missing caption as a data error
@@ -144,15 +149,22 @@ def build_engine(settings: Settings, target: Target, store: Store, *, judge: Jud
     """The run's rollout engine. `workerinput`: the xdist worker's input (None outside a
     worker); a worker of a controller that handed out a run id shares the rows with the other
     workers through the store's work queue, and `--mtmcs-concurrency` with them too.
-    `prompts`: the templates of the intent questions and the caption prefix."""
+    `prompts`: the templates of the intent questions and the caption prefix.
+
+    `--mtmcs-refresh` asks every call again and overwrites the stored answers (xdist workers
+    still share the rows and make each call once: the run id marks the answers this run made);
+    `--mtmcs-no-cache` neither reads nor writes them, and then workers do not share rows (a row
+    rolled out by one could not be read by another), each rolls out what its own items need.
+    Both at once is a usage error."""
     from pytest_mtmcs.chat import GenParams
     from pytest_mtmcs.rollout.engine import Engine
     from pytest_mtmcs.rollout.workqueue import WorkQueue
 
     s = settings
+    cache = cache_mode(s)
     queue = None
     concurrency = s.concurrency
-    if workerinput is not None and "mtmcs_run" in workerinput:
+    if workerinput is not None and "mtmcs_run" in workerinput and cache != "off":
         # Workers share the rows through the store, and --mtmcs-concurrency between them:
         # the server sees the same number of requests in flight as with -n 0.
         queue = WorkQueue(store, run_id, str(workerinput.get("workerid", os.getpid())))
@@ -164,4 +176,11 @@ def build_engine(settings: Settings, target: Target, store: Store, *, judge: Jud
         prefetch=workerinput is None or queue is not None, judge=judge,
         pass_score=s.pass_score, stacks=stacks, queue=queue,
         prompts=prompts if prompts is not None else build_prompts(s),
+        cache=cache, run=run_id,
     )
+
+
+def cache_mode(settings: Settings) -> CacheMode:
+    """How the run uses the store's answers: `refresh` (--mtmcs-refresh), `off`
+    (--mtmcs-no-cache) or `use` (`settings.check_settings` refuses both at once)."""
+    return "refresh" if settings.refresh else "off" if settings.no_cache else "use"

@@ -5,6 +5,8 @@
                                   intervals, McNemar's exact test, flipped dialogues, a verdict
     mtmcs score DIR               score result folders of the benchmark's own inference script
                                   (intent accuracy, refusals; with --judge SPEC, judged scores)
+    mtmcs sample [DEST]           write the sample dataset that ships with pytest-mtmcs into
+                                  DEST (default mtmcs-sample), for the quick start
     mtmcs --version
 
 Exit codes: 0 done (and, with --fail-on-regression, no regression), 1 a significant regression,
@@ -15,18 +17,21 @@ value), 75 the judge's model server failed.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, TextIO
+from typing import TYPE_CHECKING, NoReturn, ParamSpec, TextIO
 
 from pytest_mtmcs.textsafety import for_terminal
 from pytest_mtmcs.version import __version__
 
 if TYPE_CHECKING:
     from pytest_mtmcs.reporting.report import RunReport
+
+_P = ParamSpec("_P")
 
 EXIT_BAD_INPUT = 4
 """Bad input, as pytest's usage error: a CI step can tell it from a regression (1)."""
@@ -39,8 +44,41 @@ class _BadInput(Exception):
 
 def _print(*values: object, file: TextIO | None = None) -> None:
     """print(), with text from reports and servers made inert (control characters escaped,
-    secrets redacted): a report file is outside input like any other."""
-    print(*(for_terminal(str(v)) for v in values), file=file)
+    secrets redacted): a report file is outside input like any other. A standard output closed
+    by its reader (`mtmcs summary RUN.json | head`) ends the printing quietly (`_stdout_gone`),
+    and the command goes on to its files and its exit code."""
+    try:
+        print(*(for_terminal(str(v)) for v in values), file=file)
+    except BrokenPipeError:
+        if file is not None and file is not sys.stdout:
+            raise
+        _stdout_gone()
+
+
+def _stdout_gone() -> None:
+    """The reader of standard output went away (EPIPE): point the descriptor at devnull, so
+    neither the next print nor the flush at exit raises again (Python's documented recipe,
+    see the `signal` module's note on SIGPIPE)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def _quiet_on_closed_stdout(main: Callable[_P, int]) -> Callable[_P, int]:
+    """Run `main`, then flush standard output; a reader that closed it early (`| head`) gets
+    no traceback: the exit code is the command's own, 0 when output was cut before it had one
+    (argparse's --help)."""
+    @functools.wraps(main)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> int:
+        try:
+            code = main(*args, **kwargs)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _stdout_gone()
+            return 0
+        return code
+
+    return run
 
 def _load(path: Path) -> RunReport:
     import pytest
@@ -163,7 +201,7 @@ def _check_outputs(outputs: list[tuple[str, Path | None]],
 def _compare_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser(
         "compare", help="A/B two stored runs (pytest --mtmcs-report) on the same dialogues",
-        description="Per figure: A, B, B - A with its 95%% interval (paired when the dialogues "
+        description="Per figure: A, B, B - A with its 95% interval (paired when the dialogues "
                     "match) and McNemar's exact test on the dialogues both runs measured; the "
                     "dialogues that flipped each way; a one-line verdict.")
     p.add_argument("a", type=Path, help="report A (the reference)")
@@ -283,6 +321,34 @@ def _score_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
                         "with a count and one example answer each (kept in --report too)")
 
 
+def _sample(dest: Path) -> int:
+    from pytest_mtmcs.dataset.sample import SamplePlacementError, write_sample
+
+    try:
+        written = write_sample(dest)
+    except (SamplePlacementError, OSError) as exc:
+        _print(f"mtmcs sample: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for path in written:
+        _print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+    _print(f"next: pytest --mtmcs --mtmcs-data {dest} --mtmcs-target baseline:refuse "
+           "-p no:cacheprovider")
+    return 0
+
+
+def _sample_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    from pytest_mtmcs.dataset.sample import DEFAULT_DEST
+
+    p = sub.add_parser(
+        "sample", help="write the sample dataset that ships with pytest-mtmcs (for the quick start)",
+        description="Write the 12-row-per-split sample in the official MTMCS-Bench schema (parquet "
+                    "with embedded images, captions.json; written for pytest-mtmcs, not the "
+                    "benchmark) into DEST. Refuses (exit 4) a DEST that is a file or a folder that "
+                    "is not empty.")
+    p.add_argument("dest", type=Path, nargs="?", default=Path(DEFAULT_DEST),
+                   help=f"a new or empty folder (default {DEFAULT_DEST})")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with a bad command line exiting 4 (bad input) like pytest's usage errors."""
 
@@ -309,6 +375,7 @@ def _number(low: float, high: float, *, integer: bool = False, low_open: bool = 
     return parse
 
 
+@_quiet_on_closed_stdout
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `mtmcs` console script."""
     parser = _Parser(prog="mtmcs", description=__doc__,
@@ -319,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("report", type=Path)
     _score_parser(sub)
     _compare_parser(sub)
+    _sample_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "summary":
         return _summary(args.report)
@@ -326,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
         return _compare(args)
     if args.command == "score":
         return _score(args)
+    if args.command == "sample":
+        return _sample(args.dest)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

@@ -20,8 +20,12 @@ def pytest_mtmcs_select_cases(config: pytest.Config, cases: list[Case]) -> list[
     """Filter or reorder the benchmark dialogues before items are made; return the new list,
     or None to leave them as they are.
 
-    Called once per process that collects (each xdist worker too, so it must be
-    deterministic). Example, in a conftest.py, to run only the Type A dialogues of rows 0-99::
+    Called once per process (each xdist worker too, so it must be deterministic), as the run
+    is configured: implement it in a conftest.py that pytest loads before that (the rootdir's, or
+    one beside the test paths given), or in a plugin. The cases it returns are the benchmark
+    the run measures: a run that leaves some of them unrun (`-k`, `--lf`, `-x`) is partial.
+
+    Example, in a conftest.py, to run only the Type A dialogues of rows 0-99::
 
         from pytest_mtmcs import Case
 

@@ -180,10 +180,7 @@ class MtmcsSuite(pytest.Collector):
     def collect(self) -> list[pytest.Item]:
         """The items of every case, in order: the dialogue, then its questions."""
         mt = self.mtmcs
-        cases = mt.cases
-        chosen = self.config.hook.pytest_mtmcs_select_cases(config=self.config, cases=list(cases))
-        if chosen is not None:
-            cases = chosen
+        cases = mt.cases  # the data's dialogues, after the pytest_mtmcs_select_cases hook
         items: list[pytest.Item] = []
         # Ids are built like a parametrized test's ("label::mtmcs[param]"), as plain strings
         # (public API since pytest 8: no structured node ids), so that they compare equal to

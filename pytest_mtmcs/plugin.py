@@ -41,6 +41,17 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspecs)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    # pytest chose the rootdir and config file before it knew our options take values: a value
+    # written after a space (`--mtmcs-data /abs/dataset`) was read as a test path. Run again
+    # with `--mtmcs-data=/abs/dataset`, which pytest reads right (see invocation.py).
+    from pytest_mtmcs.invocation import rerun_args, run_again
+
+    rerun = rerun_args(config)
+    return None if rerun is None else run_again(config, rerun)
+
+
 def _active(config: pytest.Config) -> bool:
     return bool(config.getoption("mtmcs") or config.getini("mtmcs"))
 
@@ -53,6 +64,11 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     if not _active(config):
+        given = _given_options(config)
+        if given and not hasattr(config, "workerinput"):
+            raise pytest.UsageError(
+                f"{', '.join(given)} given but the benchmark is off: add --mtmcs (or mtmcs = true "
+                "under [tool.pytest.ini_options]) to run it")
         return
     mt = MtmcsSession(config)
     config.stash[STASH_KEY] = mt
@@ -61,6 +77,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(mt, "mtmcs-session")
     mt.load_cases()  # fail fast on bad data (a usage error), before collecting anything
     mt.open_store()  # and on a store that cannot be ours: checked before the first call
+
+
+def _given_options(config: pytest.Config) -> list[str]:
+    """Our options given on the command line (or in addopts)."""
+    from pytest_mtmcs.settings import OPTIONS, dest
+
+    return [f"--mtmcs-{o.name}" for o in OPTIONS if config.getoption(dest(o)) is not None]
 
 
 def _xdist_controller(config: pytest.Config) -> bool:

@@ -28,6 +28,7 @@ INCOMPLETE_KINDS = frozenset({"target", "store", "engine"})
 
 if TYPE_CHECKING:
     from pytest_mtmcs.dataset import Case
+    from pytest_mtmcs.reporting.coverage import RunCoverage
     from pytest_mtmcs.reporting.post_run import RunChecks
     from pytest_mtmcs.reporting.report import RunReport
     from pytest_mtmcs.rollout.engine import Engine
@@ -63,6 +64,8 @@ class MtmcsSession:
         """Why the run stopped early: a model server down longer than --mtmcs-max-outage."""
         self.worker_calls: list[dict[str, dict[str, Any]]] = []
         """Call counters sent by xdist workers as they finish (controller only)."""
+        self.coverage: RunCoverage | None = None
+        """The selected benchmark's size (set by `load_cases`), then what of it ran."""
         self.summary: list[GroupSummary] | None = None
         self.gate_results: list[GateResult] = []
         self.baseline: RunReport | None = None
@@ -92,9 +95,22 @@ class MtmcsSession:
             fallback=s.allow_fallback, rootdir=str(self.config.rootpath),
         )
         try:
-            self.cases = load_cases(sel)
+            cases = load_cases(sel)
         except MtmcsError as exc:
             raise pytest.UsageError(f"pytest-mtmcs could not load the benchmark data.\n{exc}") from None
+        chosen = self.config.hook.pytest_mtmcs_select_cases(config=self.config, cases=list(cases))
+        self.cases = cases if chosen is None else list(chosen)
+        if not self.cases:
+            why = ("the pytest_mtmcs_select_cases hook returned no dialogue" if chosen is not None
+                   else "the data options select no dialogue")
+            raise pytest.UsageError(
+                f"pytest-mtmcs is on but selects no benchmark dialogue: {why} (data {s.data}, "
+                f"splits {','.join(s.split)}, modalities {','.join(s.modality)}); nothing would "
+                "be measured. Check the data options, or turn the benchmark off (-o mtmcs=false)")
+        from pytest_mtmcs.reporting.coverage import RunCoverage
+
+        self.coverage = RunCoverage.expected(self.cases, len(self.guardrails),
+                                             questions=not s.skip_questions)
         return self.cases
 
     def build_target(self) -> Target:
@@ -211,13 +227,21 @@ class MtmcsSession:
             if output is not None:
                 output["mtmcs_calls"] = self.own_call_stats()
             return
+        self._count_coverage()
         if self.records.measured:
             from pytest_mtmcs.scoring.gates import evaluate_gates
 
             self.summary = self._ordered_summary(self.records.dialogues.values(),
                                                  self.records.questions.values())
-            self.gate_results = evaluate_gates(self.summary, self.settings.gates,
-                                               self.settings.gate_on)
+            self.gate_results = evaluate_gates(
+                self.summary, self.settings.gates, self.settings.gate_on,
+                dialogues=self.records.dialogues.values(),
+                questions=self.records.questions.values())
+            if self.refuses_partial():
+                from pytest_mtmcs.reporting.coverage import coverage_gate
+
+                assert self.coverage is not None
+                self.gate_results.append(coverage_gate(self.coverage, self.settings.target))
             report = self.build_report()
             # A/B tables, the baseline gate, snapshots (snapshot.check_snapshots) and the
             # JSON / Markdown / HTML / JUnit outputs, all from the one report.
@@ -227,6 +251,23 @@ class MtmcsSession:
                                    infra_failed=bool(INCOMPLETE_KINDS & self.records.error_kinds))
             self.config.hook.pytest_mtmcs_run_summary(config=self.config, report=report)
         session.exitstatus = self.exit_code(int(session.exitstatus))
+
+    def _count_coverage(self) -> None:
+        """What of the selected benchmark ran: the records that arrived, against its size."""
+        from pytest_mtmcs.run_coverage import selection_reasons
+
+        if self.coverage is not None:
+            self.coverage = self.coverage.model_copy(update={
+                "dialogues_run": len(self.records.dialogues),
+                "questions_run": len(self.records.questions),
+                "reasons": selection_reasons(self.config)})
+
+    def refuses_partial(self) -> bool:
+        """Whether the gates refuse this run: part of the selected benchmark did not run, gates
+        (or a baseline) are set and --mtmcs-allow-partial is not."""
+        s = self.settings
+        return (self.coverage is not None and self.coverage.partial and not s.allow_partial
+                and bool(s.gates or s.baseline))
 
     def own_call_stats(self) -> dict[str, dict[str, Any]]:
         """This process's counters of the HTTP model servers it called: role (`target`,
@@ -292,8 +333,9 @@ class MtmcsSession:
         if not self.settings.gates and not self.settings.baseline:
             return pytest_status if checks_ok else int(pytest.ExitCode.TESTS_FAILED)
         if records.measured:
-            gates_ok = not self.settings.gates or (
-                bool(self.gate_results) and all(g.passed for g in self.gate_results))
+            # A partial run's gates hold a failed coverage gate (see refuses_partial).
+            gates_ok = all(g.passed for g in self.gate_results) and (
+                not self.settings.gates or bool(self.gate_results))
         else:
             gates_ok = False  # nothing was measured: a gate cannot pass on nothing
         strict_ok = not self.settings.strict or records.failed_items == 0
@@ -317,7 +359,7 @@ class MtmcsSession:
             rollout=self.engine.progress.line() if self.engine else None,
             judge=self.settings.judge or None, summary=tuple(summary),
             gates=tuple(self.gate_results), dialogues=tuple(dialogues), questions=tuple(questions),
-            calls=self.call_stats(),
+            calls=self.call_stats(), coverage=self.coverage,
         )
 
 

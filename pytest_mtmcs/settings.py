@@ -51,9 +51,16 @@ OPTIONS: tuple[Opt, ...] = (
         "smollm2, baseline:refuse"),
     Opt("concurrency", "int", 16, "requests in flight at once"),
     Opt("store", "str", ".mtmcs/store.sqlite", "sqlite store: call cache and resume journal"),
+    Opt("refresh", "bool", False,
+        "ask the model again instead of reusing stored answers, and overwrite them in the store "
+        "(after the model or its server changed)"),
+    Opt("no-cache", "bool", False,
+        "neither read nor write stored answers: every call goes to the model (under xdist the "
+        "workers then do not share rows: each rolls out what its own items need)"),
     Opt("report", "str", None, "write the run's results as JSON to this path"),
     Opt("markdown", "str", None,
-        "write Markdown tables to this path (and append them to $GITHUB_STEP_SUMMARY when set)"),
+        "write Markdown tables to this path (they are appended to $GITHUB_STEP_SUMMARY whenever "
+        "that is set, with or without this option)"),
     Opt("html", "str", None, "write a self-contained HTML report with plots to this path"),
     Opt("snapshot", "bool", False,
         "compare each (target, guardrail, data slice)'s outcome table and metrics with its stored "
@@ -117,6 +124,9 @@ OPTIONS: tuple[Opt, ...] = (
         "95 percent interval must clear it, a min gate reads its lower limit and a max gate its "
         "upper one; upper (lenient, the benefit of the doubt): a min gate reads the upper limit, "
         "a max gate the lower one", ("estimate", "lower", "upper")),
+    Opt("allow-partial", "bool", False,
+        "let gates judge a run that leaves part of the selected benchmark unrun (-k, -m, --lf, "
+        "--deselect, -x); without it such a run fails its gates"),
     Opt("strict", "bool", False,
         "with gates: any failed or errored item also fails the run (for small must-pass suites)"),
     Opt("guardrail", "str", "none",
@@ -188,6 +198,8 @@ class Settings:
     target: str
     concurrency: int
     store: str
+    refresh: bool
+    no_cache: bool
     report: str | None
     markdown: str | None
     html: str | None
@@ -221,6 +233,7 @@ class Settings:
     min_refusal_rate: float | None
     max_over_refusal: float | None
     gate_on: Literal["estimate", "lower", "upper"]
+    allow_partial: bool
     strict: bool
     guardrail: str
     guard_model: str | None
@@ -362,6 +375,10 @@ def check_settings(settings: Settings) -> list[tuple[str, str | None]]:
     if "min-intent-accuracy" in s.gates and s.skip_questions:
         raise pytest.UsageError("--mtmcs-min-intent-accuracy cannot be measured with "
                                 "--mtmcs-skip-questions (no intent questions are asked)")
+    if s.refresh and s.no_cache:
+        raise pytest.UsageError("--mtmcs-refresh and --mtmcs-no-cache cannot be used together: "
+                                "--mtmcs-refresh asks every call again and stores the new "
+                                "answers, --mtmcs-no-cache stores nothing; pass one of them")
     if s.judge_sees_image and not s.judge:
         raise pytest.UsageError("--mtmcs-judge-sees-image needs --mtmcs-judge SPEC")
     from pytest_mtmcs.guardrails import parse_guardrails
@@ -397,8 +414,8 @@ def check_outputs(s: Settings) -> None:
     outputs = [(f"--mtmcs-{name}", path) for name, path in
                (("report", s.report), ("markdown", s.markdown), ("html", s.html)) if path]
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if s.markdown and summary:
-        outputs.append(("$GITHUB_STEP_SUMMARY (appended to with --mtmcs-markdown)", summary))
+    if summary:
+        outputs.append(("$GITHUB_STEP_SUMMARY (the job summary, appended to)", summary))
     data = s.data.split(":", 1)[1] if s.data.startswith(("parquet:", "jsonl:", "datasets:")) else s.data
     inputs = [("--mtmcs-data", data), ("--mtmcs-captions", s.captions or ""),
               ("--mtmcs-baseline", s.baseline or "")]

@@ -2,7 +2,9 @@
 metrics, gates, A/B and baseline checks, outage and the files written.
 
 The tables are drawn by `reporting.terminal` and `reporting.post_run`; this module decides
-what is shown, in which order, at which verbosity. Every line goes through
+what is shown, in which order, at which verbosity, and passes them the terminal's width
+(`terminal_width`: pytest's own, which honours `COLUMNS` and falls back to 80), into which
+they fit without cutting a figure. Every line goes through
 `textsafety.for_terminal` (through `_Safe`): redacted, and control characters shown as escapes,
 since lines quote specs, ids and model servers' messages.
 """
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
 
     from pytest_mtmcs.session import MtmcsSession
 
-__all__ = ["write_summary"]
+__all__ = ["terminal_width", "write_summary"]
 
 
 class _Safe:
@@ -38,19 +40,32 @@ class _Safe:
         self._tr.section(for_terminal(title), **kwargs)
 
 
+def terminal_width(config: pytest.Config) -> int:
+    """The terminal's full width as pytest's terminal writer has it (it reads the real
+    terminal, else `COLUMNS`, else 80); 80 when there is no terminal reporter."""
+    from pytest_mtmcs.reporting.layout import DEFAULT_WIDTH
+
+    if config.pluginmanager.get_plugin("terminalreporter") is None:
+        return DEFAULT_WIDTH
+    return config.get_terminal_writer().fullwidth or DEFAULT_WIDTH
+
+
 def write_summary(tr_: pytest.TerminalReporter, mt: MtmcsSession) -> None:
-    """The summary printed at the end of the run (nothing when no item was measured); with
-    `-q`, the one-line metrics and only the failed gates."""
-    if not mt.records.measured:
-        return
+    """The summary printed at the end of the run; with `-q`, the one-line metrics and only the
+    failed gates. A partial run says so (at every verbosity), also when nothing was measured."""
     tr = _Safe(tr_)
-    from pytest_mtmcs.reporting.terminal import gate_lines, quiet_lines, summary_lines
+    if not mt.records.measured:
+        _write_unmeasured(tr, mt)
+        return
+    from pytest_mtmcs.reporting.names import stack_names
+    from pytest_mtmcs.reporting.terminal import gate_table, quiet_lines, summary_lines
 
     summary = mt.summarize()
     quiet = mt.config.get_verbosity() < 0
+    width = terminal_width(mt.config)
     if quiet:
         tr.write_sep("-", "mtmcs")
-        for line in quiet_lines(summary):
+        for line in quiet_lines(summary, width=width):
             tr.write_line(line)
     else:
         tr.section("mtmcs summary")
@@ -62,16 +77,20 @@ def write_summary(tr_: pytest.TerminalReporter, mt: MtmcsSession) -> None:
             tr.write_line(stats_line(role, stats))
         if mt.settings.judge:
             tr.write_line(f"judge {mt.settings.judge}, pass score {mt.settings.pass_score}")
-        for line in summary_lines(summary):
+        for line in summary_lines(summary, width=width):
             tr.write_line(line)
-    for i, line in enumerate(gate_lines(mt.gate_results)):
-        failed = "FAIL" in line[:8] or (i == 0 and "FAILED" in line)
-        if not quiet or i == 0 or failed:
-            tr.write_line(line, red=failed, green=not failed and i == 0)
+    if mt.coverage is not None and mt.coverage.partial:
+        tr.write_line(mt.coverage.line(), yellow=not mt.refuses_partial(), red=mt.refuses_partial())
+    # Gate rows name their stack as the tables above do (names made over every stack).
+    names = stack_names([(g.target, g.guardrail) for g in summary]
+                        + [(g.target, g.guardrail) for g in mt.gate_results])
+    for row in gate_table(mt.gate_results, width=width, names=names):
+        if not quiet or row.quiet:
+            tr.write_line(row.text, red=row.red, green=row.green)
     if mt.checks is not None:
         from pytest_mtmcs.reporting.post_run import terminal
 
-        terminal(tr, mt.checks, quiet=quiet)
+        terminal(tr, mt.checks, quiet=quiet, width=width)
     if mt.outage:
         tr.write_line(f"run stopped early, the model server is down: {mt.outage}", red=True)
     kinds = mt.records.error_kinds
@@ -83,7 +102,18 @@ def write_summary(tr_: pytest.TerminalReporter, mt: MtmcsSession) -> None:
         tr.write_line("the rollout engine stopped on an internal error: results are incomplete; "
                       "exit code 3 (please report it with the message above)", red=True)
     if mt.checks is not None and mt.checks.written and not quiet:
-        from pytest_mtmcs.reporting.terminal import clip_middle
+        for path in mt.checks.written:  # whole, so that it can be copied
+            tr.write_line("written: " + path)
 
-        for path in mt.checks.written:
-            tr.write_line("written: " + clip_middle(path, 91))
+
+def _write_unmeasured(tr: _Safe, mt: MtmcsSession) -> None:
+    """Nothing was measured: say why when the selection left the whole benchmark unrun (an
+    empty run of an mtmcs session never passes its gates silently)."""
+    cov = mt.coverage
+    if cov is None or not cov.partial:
+        return
+    tr.section("mtmcs summary")
+    tr.write_line(cov.line(), red=bool(mt.settings.gates or mt.settings.baseline))
+    if mt.settings.gates or mt.settings.baseline:
+        tr.write_line("gates: FAILED, no benchmark item ran: a gate cannot pass on nothing",
+                      red=True)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from pytest_mtmcs.dataset.resources import Traversable, describe, join, packaged
 from pytest_mtmcs.errors import SpecError
 from pytest_mtmcs.guardrails.base import GuardContext, GuardedTarget, Guardrail
 from pytest_mtmcs.targets.base import Target, TargetOptions, qualified_name
@@ -30,7 +31,7 @@ from pytest_mtmcs.targets.registry import registration_conflict
 
 __all__ = ["ENTRY_POINT_GROUP", "Factory", "GuardContext", "GuardedTarget", "Guardrail",
            "GuardrailOptions", "known_guardrails", "make_guardrail", "parse_guardrails",
-           "register_guardrail"]
+           "register_guardrail", "shipped_configs"]
 
 ENTRY_POINT_GROUP = "pytest_mtmcs.guardrails"
 NONE = "none"
@@ -47,25 +48,30 @@ _BUILTIN: dict[str, str] = {
     "nemo": "pytest_mtmcs.guardrails.nemo:from_spec",
 }
 
-def default_config_dir(rootdir: Path | None = None) -> Path:
-    """The project's own `guardrails/` folder when it has one, else the configs shipped with
-    pytest-mtmcs (the repository's `guardrails/`, packaged as `pytest_mtmcs.guardrail_configs`)."""
+
+def shipped_configs() -> Traversable:
+    """The configs shipped with pytest-mtmcs: the data package `pytest_mtmcs.guardrail_configs`
+    (the repository's `guardrails/`; in a source checkout with an editable install, that
+    folder itself). A Traversable: read it through `GuardrailOptions.config`."""
+    return packaged("pytest_mtmcs.guardrail_configs", "guardrails")
+
+
+def default_config_dir(rootdir: Path | None = None) -> Traversable:
+    """The project's own `guardrails/` folder when it has one, else the shipped configs
+    (`shipped_configs()`). `--mtmcs-guardrails-dir` comes before both (see `build_stacks`)."""
     if rootdir is not None and (rootdir / "guardrails").is_dir():
         return rootdir / "guardrails"
-    source = Path(__file__).resolve().parents[2] / "guardrails"
-    if source.is_dir():  # a source checkout
-        return source
-    from importlib.resources import files
-
-    return Path(str(files("pytest_mtmcs.guardrail_configs")))
+    return shipped_configs()
 
 
 @dataclass(frozen=True)
 class GuardrailOptions:
     """Settings every guardrail factory receives."""
 
-    config_dir: Path = field(default_factory=default_config_dir)
-    """The folder of declarative configs (prompt texts, policies, NeMo config folders)."""
+    config_dir: Traversable = field(default_factory=default_config_dir)
+    """The folder of declarative configs (prompt texts, policies, NeMo config folders): a Path,
+    or the shipped configs as an `importlib.resources` Traversable (read files through it; a
+    NeMo folder is made a real one with `pytest_mtmcs.dataset.resources.as_folder`)."""
     model: str | None = None
     """Spec of the helper model some guardrails call (NeMo's rails, Immune's scorer, the
     self-reflection critic); None: the target under test itself."""
@@ -82,13 +88,14 @@ class GuardrailOptions:
     target_options: TargetOptions = field(default_factory=TargetOptions)
     """Options for helper models built from specs."""
 
-    def config(self, *parts: str) -> Path:
-        """A path inside the config folder; a clear error when it is missing."""
-        path = self.config_dir.joinpath(*parts)
-        if not path.exists():
-            raise SpecError(f"guardrail config {path} does not exist (config folder: "
-                            f"{self.config_dir}; see --mtmcs-guardrails-dir)")
-        return path
+    def config(self, *parts: str) -> Traversable:
+        """A file or folder inside the config folder (a Path when the folder is one); a clear
+        error when it is missing."""
+        item = join(self.config_dir, *parts)
+        if not (item.is_file() or item.is_dir()):
+            raise SpecError(f"guardrail config {describe(item)} does not exist (config folder: "
+                            f"{describe(self.config_dir)}; see --mtmcs-guardrails-dir)")
+        return item
 
     def helper(self, target: Target) -> Target:
         """The helper model: `model` built from its spec, else the target itself."""

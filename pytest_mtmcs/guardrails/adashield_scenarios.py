@@ -15,11 +15,12 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from pytest_mtmcs.chat import Conversation
+from pytest_mtmcs.dataset.resources import Traversable, describe
 from pytest_mtmcs.errors import SpecError
+from pytest_mtmcs.targets.quiet import quiet_loading
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,8 @@ class EmbeddingSimilarity:
     def __init__(self, path: str, device: str = "cpu") -> None:
         from sentence_transformers import SentenceTransformer
 
-        self.model: Any = SentenceTransformer(path, device=device)
+        with quiet_loading():
+            self.model: Any = SentenceTransformer(path, device=device)
         self._docs: dict[tuple[str, ...], Any] = {}
 
     def __call__(self, query: str, documents: Sequence[str]) -> list[float]:
@@ -122,10 +124,12 @@ def user_text(conversation: Conversation) -> str:
     return "\n".join(m.text for m in conversation if m.role == "user")
 
 
-def load_table(path: Path) -> tuple[list[Scenario], dict[str, float]]:
-    """(scenarios, thresholds by method) from an AdaShield-A table file."""
+def load_table(file: Traversable) -> tuple[list[Scenario], dict[str, float]]:
+    """(scenarios, thresholds by method) from an AdaShield-A table file (a Path, or a packaged
+    file read through importlib.resources)."""
+    path = describe(file)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(file.read_text(encoding="utf-8"))
         scenarios = [Scenario(str(s["name"]), str(s["description"]), str(s["defense"]))
                      for s in raw["scenarios"]]
         thresholds = {k: float(v) for k, v in raw["threshold"].items()}

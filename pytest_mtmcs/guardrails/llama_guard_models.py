@@ -33,6 +33,7 @@ from pytest_mtmcs.guardrails.llama_guard_images import (
     open_image,
 )
 from pytest_mtmcs.targets.hf import HUB_ID
+from pytest_mtmcs.targets.quiet import quiet_loading
 
 SHARED_PREFIX_END = "<BEGIN CONVERSATION>\n\n"
 """Where the part of a guard prompt that depends only on role and policy ends."""
@@ -343,8 +344,9 @@ def load_guard_model(source: str, *, device: str = "cpu", dtype: str = "auto") -
         device = "cuda" if torch.cuda.is_available() else "cpu"
     torch_dtype = _resolve_dtype(dtype, device)
     try:
-        tokenizer = family.load_tokenizer(source, kwargs)
-        model = family.model_class().from_pretrained(source, dtype=torch_dtype, **kwargs)
+        with quiet_loading():
+            tokenizer = family.load_tokenizer(source, kwargs)
+            model = family.model_class().from_pretrained(source, dtype=torch_dtype, **kwargs)
         processor, tiling = None, (0, 0, 0)
         if family.model_type == "mllama":
             from transformers import MllamaProcessor

@@ -9,10 +9,10 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from pytest_mtmcs.chat import Conversation, ImageRef
+from pytest_mtmcs.dataset.resources import Traversable, describe
 from pytest_mtmcs.errors import SpecError
 from pytest_mtmcs.guardrails.llama_guard_images import IMAGE_TOKEN
 from pytest_mtmcs.guardrails.llama_guard_models import SHARED_PREFIX_END, Family
@@ -101,9 +101,11 @@ class Policy:
         return "\n".join(lines)
 
 
-def load_policy(path: Path) -> Policy:
-    """Read and validate a categories file; SpecError naming the file and field when wrong."""
-    raw = path.read_bytes()
+def load_policy(file: Traversable) -> Policy:
+    """Read and validate a categories file (a Path, or a packaged file read through
+    importlib.resources); SpecError naming the file and field when wrong."""
+    path = describe(file)
+    raw = file.read_bytes()
     try:
         data = json.loads(raw)
         cats = data["categories"]
@@ -119,7 +121,7 @@ def load_policy(path: Path) -> Policy:
         if unknown:
             raise SpecError(f"llama-guard policy {path}: field families.{family} names unknown "
                             f"categories {unknown}; define them under \"categories\"")
-    return Policy(str(path), hashlib.sha256(raw).hexdigest(), names, descriptions, families,
+    return Policy(path, hashlib.sha256(raw).hexdigest(), names, descriptions, families,
                   bool(data.get("describe", False)))
 
 

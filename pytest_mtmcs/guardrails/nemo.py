@@ -36,10 +36,12 @@ import hashlib
 import json
 import re
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_mtmcs.chat import GenParams, ImagePart, ImageRef, Message, Reply, TextPart, assistant
+from pytest_mtmcs.dataset.resources import Traversable, as_folder, describe, join
 from pytest_mtmcs.errors import GuardrailUnavailable, SpecError
 from pytest_mtmcs.guardrails.base import GuardContext, Guardrail
 from pytest_mtmcs.guardrails.nemo_messages import mtmcs_text, nemo_parts, protect_prompts, to_nemo
@@ -92,8 +94,19 @@ class NemoGuard(Guardrail):
 
     name = "nemo"
 
-    def __init__(self, folder: Path, helper: Target, options: GuardrailOptions,
+    def __init__(self, folder: Traversable, helper: Target, options: GuardrailOptions,
                  owns_helper: bool = False) -> None:
+        # NeMo reads a real folder (at load, and actions.py when the rails are built): the
+        # shipped config is one in a normal install; a copy is made otherwise, kept until aclose.
+        self._files = ExitStack()
+        try:
+            self._load(self._files.enter_context(as_folder(folder)), helper, options, owns_helper)
+        except BaseException:
+            self._files.close()
+            raise
+
+    def _load(self, folder: Path, helper: Target, options: GuardrailOptions,
+              owns_helper: bool) -> None:
         if options.scope not in SCOPES:
             raise SpecError(f"NeMo guard scope {options.scope!r}: expected one of "
                             f"{', '.join(SCOPES)}")
@@ -258,23 +271,24 @@ class NemoGuard(Guardrail):
     async def aclose(self) -> None:
         drop_route(self._key)
         self._rails = None
+        self._files.close()
         if self._owns_helper:
             await self.helper.aclose()
 
 
-def _folder(arg: str | None, options: GuardrailOptions) -> Path:
+def _folder(arg: str | None, options: GuardrailOptions) -> Traversable:
     if arg is None:
         return options.config("nemo", "self_check")
-    path = Path(arg).expanduser()
+    path: Traversable = Path(arg).expanduser()
     if not path.is_dir():
-        named = options.config_dir / "nemo" / arg
+        named = join(options.config_dir, "nemo", arg)
         if not named.is_dir():
-            raise SpecError(f"NeMo config {arg!r}: no such folder (nor {named}); expected "
+            raise SpecError(f"NeMo config {arg!r}: no such folder (nor {describe(named)}); expected "
                             "nemo:PATH to a NeMo Guardrails config folder or the name of one "
-                            f"under {options.config_dir / 'nemo'}")
+                            f"under {describe(join(options.config_dir, 'nemo'))}")
         path = named
-    if not any((path / n).is_file() for n in ("config.yml", "config.yaml")):
-        raise SpecError(f"NeMo config folder {path} has no config.yml")
+    if not any(join(path, n).is_file() for n in ("config.yml", "config.yaml")):
+        raise SpecError(f"NeMo config folder {describe(path)} has no config.yml")
     return path
 
 

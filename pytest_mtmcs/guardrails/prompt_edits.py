@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 
 from pytest_mtmcs.chat import Conversation, ImagePart, ImageRef, Message, TextPart
+from pytest_mtmcs.dataset.resources import describe
 from pytest_mtmcs.errors import SpecError
 from pytest_mtmcs.guardrails import GuardrailOptions
 
@@ -19,8 +20,9 @@ from pytest_mtmcs.guardrails import GuardrailOptions
 def read_prompt(options: GuardrailOptions, name: str, *placeholders: str) -> str:
     """The text of `prompts/<name>`, stripped; SpecError when it is missing, empty or lacks a
     `{placeholder}` the guardrail fills."""
-    path = options.config("prompts", name)
-    text = path.read_text(encoding="utf-8").strip()
+    item = options.config("prompts", name)
+    path = describe(item)
+    text = item.read_text(encoding="utf-8").strip()
     if not text:
         raise SpecError(f"guardrail prompt {path} is empty")
     missing = [p for p in placeholders if "{" + p + "}" not in text]

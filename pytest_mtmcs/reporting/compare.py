@@ -265,7 +265,9 @@ def _pick(cmp: Comparison, figure: str) -> FigureDiff | None:
 
 
 def verdict(cmp: Comparison) -> str:
-    """One sentence: how B's safety and over-refusal (or judged helpfulness) moved against A."""
+    """One sentence: how B's safety and over-refusal (or judged helpfulness) moved against A;
+    it opens with `no difference:` when neither moved (`no net difference:` when dialogues
+    flipped both ways and cancel out), and ends saying so when neither move is significant."""
     judged = cmp.get("safety_aware_avg") is not None and cmp.get("helpfulness_avg") is not None
     safety = _pick(cmp, "safety_aware_avg" if judged else "refusal_rate_unsafe")
     cost = _pick(cmp, "helpfulness_avg" if judged else "over_refusal_rate_safe")
@@ -277,7 +279,7 @@ def verdict(cmp: Comparison) -> str:
                              if safety.scope != ALL else "") + "dialogues"
         if judged:
             how = ("is rated safer on" if safety.diff > 0 else
-                   "is rated less safe on" if safety.diff < 0 else "is rated as safe on")
+                   "is rated less safe on" if safety.diff < 0 else "is rated equally safe on")
         else:
             how = ("refuses more" if safety.diff > 0 else "refuses fewer" if safety.diff < 0
                    else "refuses as many")
@@ -295,6 +297,10 @@ def verdict(cmp: Comparison) -> str:
                     else f"{'at the cost of' if good else 'with more'} over-refusal ({fmt_points(cost)})")
         parts.append(tail if parts else f"{cmp.b}: {tail.split(' ', 1)[1]}")
     text = " ".join(parts)
+    moved = [f for f in (safety, cost) if f is not None and f.diff]
+    if not moved:  # identical outcomes, or flips that cancel out
+        flips = any(f.better or f.worse for f in (safety, cost) if f is not None)
+        return f"{'no net difference' if flips else 'no difference'}: {text}"
     tested = [f.p_value for f in (safety, cost) if f is not None and f.p_value is not None]
     if tested and min(tested) >= 0.05:
         text += "; neither difference is significant at 0.05"

@@ -10,6 +10,10 @@ Content-Security-Policy forbids any fetch or script anyway. Every piece of text 
 (transcripts, reasons, judge explanations, target specs) is HTML-escaped, so a transcript that
 contains `<script>` shows as text. Only this module's callers decide what is trusted: the
 `extra_sections` fragments are inserted as they are.
+
+The target is named once, in the page's heading; every table and plot names a stack by its
+short name (`names.stack_names`: `none`, `dpp`, `llama-guard:CHECKPOINT`), each stack's own
+heading adding its guardrail's full spec where the name shortened it.
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
-from pytest_mtmcs.reporting.compare import SPLIT_NAMES, stack_label
+from pytest_mtmcs.reporting.compare import SPLIT_NAMES
 from pytest_mtmcs.reporting.files import write_atomic
+from pytest_mtmcs.reporting.layout import clip_middle
+from pytest_mtmcs.reporting.names import stack_names
 from pytest_mtmcs.reporting.report import RunReport
-from pytest_mtmcs.reporting.terminal import clip_middle
 from pytest_mtmcs.scoring.gates import GateResult
 from pytest_mtmcs.scoring.metrics import RELEASE_FIGURES, TOR_BUCKETS, GroupSummary, Mean, Rate
 from pytest_mtmcs.scoring.records import DialogueRecord, TurnRecord
@@ -31,7 +37,7 @@ __all__ = ["render_html", "write_html"]
 
 _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'"
 _LABEL_ROOM = 48
-"""Characters of a stack label on the plots; tables show it whole."""
+"""Characters of a stack's name on the plots (short names fit; tables show it whole)."""
 
 _CSS = """
 :root{--fg:#1f2328;--muted:#59636e;--line:#d1d9e0;--pass:#1a7f37;--passbg:#dafbe1;
@@ -97,12 +103,29 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "") ->
     return "".join(out) + "</tbody></table>"
 
 
-def _stacks(report: RunReport) -> list[tuple[str, list[GroupSummary]]]:
-    """(stack label, its groups in summary order, overall last) per (target, guardrail)."""
+class _Stack(NamedTuple):
+    """One (target, guardrail) stack of the report: its short name and its groups."""
+
+    target: str
+    guardrail: str
+    name: str
+    groups: list[GroupSummary]
+    """In summary order, overall last."""
+
+
+def _names(report: RunReport) -> dict[tuple[str, str], str]:
+    """The short name of every stack the report mentions (`names.stack_names`)."""
+    return stack_names([(g.target, g.guardrail) for g in report.summary]
+                       + [(g.target, g.guardrail) for g in report.gates]
+                       + [(d.target, d.guardrail) for d in report.dialogues])
+
+
+def _stacks(report: RunReport, names: dict[tuple[str, str], str]) -> list[_Stack]:
+    """Every (target, guardrail) stack of the summary, in order."""
     blocks: dict[tuple[str, str], list[GroupSummary]] = {}
     for g in report.summary:
         blocks.setdefault((g.target, g.guardrail), []).append(g)
-    return [(stack_label(t, gr), sorted(gs, key=lambda g: g.overall))
+    return [_Stack(t, gr, names[(t, gr)], sorted(gs, key=lambda g: g.overall))
             for (t, gr), gs in blocks.items()]
 
 
@@ -166,9 +189,9 @@ def _divergence(groups: Sequence[GroupSummary]) -> str:
             + "</details>")
 
 
-def _header(report: RunReport, stacks: Sequence[tuple[str, list[GroupSummary]]]) -> str:
+def _header(report: RunReport, stacks: Sequence[_Stack]) -> str:
     items = [("target", report.target),
-             ("stacks", ", ".join(label for label, _ in stacks) or "none"),
+             ("stacks", ", ".join(st.name for st in stacks) or "none"),
              ("data", report.data), ("judge", report.judge or "none (refusal detector only)"),
              ("pytest-mtmcs", report.tool_version), ("created", report.created),
              ("rollout", report.rollout or "-")]
@@ -181,7 +204,7 @@ def _header(report: RunReport, stacks: Sequence[tuple[str, list[GroupSummary]]])
             f"{settings}</header>")
 
 
-def _gates(gates: Sequence[GateResult]) -> str:
+def _gates(gates: Sequence[GateResult], names: dict[tuple[str, str], str]) -> str:
     if not gates:
         return ""
     failed = sum(not g.passed for g in gates)
@@ -189,7 +212,7 @@ def _gates(gates: Sequence[GateResult]) -> str:
                f'<span class="badge FAIL">{failed} of {len(gates)} gates FAILED</span>')
     rows = [[(f'<span class="badge {"PASS" if g.passed else "FAIL"}">'
               f'{"PASS" if g.passed else "FAIL"}</span>'),
-             f"{_e(g.label)} {_e(g.op)} {g.threshold:g}", _e(stack_label(g.target, g.guardrail)),
+             f"{_e(g.label)} {_e(g.op)} {g.threshold:g}", _e(names[(g.target, g.guardrail)]),
              "–" if g.value is None else f"{g.value:.3f}",
              "" if g.ci is None else f"[{g.ci[0]:.3f}, {g.ci[1]:.3f}]", str(g.n)]
             for g in gates]
@@ -198,24 +221,30 @@ def _gates(gates: Sequence[GateResult]) -> str:
             + "</section>")
 
 
-def _summary_tables(stacks: Sequence[tuple[str, list[GroupSummary]]]) -> str:
+def _summary_tables(stacks: Sequence[_Stack]) -> str:
     out = [('<section id="stacks"><h2>Figures per stack</h2><p class="note">Rates show the '
             "value, its Wilson 95% interval and k/n; judge means show the mean, its bootstrap "
             "95% interval and n. <em>_strict</em> figures count an unparsed answer as wrong and "
             "an unparsed judgement as 1.</p>")]
-    for label, groups in stacks:
-        out.append(f"<h3>{_e(label)}</h3>")
-        out.append(_table(["figure", *(_column(g) for g in groups)], _figure_rows(groups),
+    several = len({st.target for st in stacks}) > 1
+    for st in stacks:
+        out.append(f"<h3>{_e(st.name)}</h3>")
+        about = [f"target {_e(st.target)}"] if several else []
+        if st.guardrail != "none" and st.guardrail not in st.name:
+            about.append(f"guardrail {_e(st.guardrail)}")
+        if about:
+            out.append(f'<p class="note">{", ".join(about)}</p>')
+        out.append(_table(["figure", *(_column(g) for g in st.groups)], _figure_rows(st.groups),
                           "figures"))
-        out.append(_divergence(groups))
+        out.append(_divergence(st.groups))
     return "".join(out) + "</section>"
 
 
-def _plots(report: RunReport, stacks: Sequence[tuple[str, list[GroupSummary]]]) -> str:
+def _plots(report: RunReport, stacks: Sequence[_Stack]) -> str:
     from pytest_mtmcs.reporting import plots
 
-    overall = [(clip_middle(label, _LABEL_ROOM), next(g for g in gs if g.overall))
-               for label, gs in stacks if any(g.overall for g in gs)]
+    overall = [(clip_middle(st.name, _LABEL_ROOM), next(g for g in st.groups if g.overall))
+               for st in stacks if any(g.overall for g in st.groups)]
     judged = any(g.safety_aware_avg is not None and g.safety_aware_avg.value is not None
                  and g.helpfulness_avg is not None and g.helpfulness_avg.value is not None
                  for _, g in overall)
@@ -229,7 +258,7 @@ def _plots(report: RunReport, stacks: Sequence[tuple[str, list[GroupSummary]]]) 
            plots.tradeoff_svg(points, judged=judged),
            (f"<figcaption>One point per stack (all dialogues): {how}, whiskers the 95% "
             f"intervals on both axes.{note}</figcaption></figure></section>")]
-    rows = plots.tor_rows([(clip_middle(label, _LABEL_ROOM), gs) for label, gs in stacks],
+    rows = plots.tor_rows([(clip_middle(st.name, _LABEL_ROOM), st.groups) for st in stacks],
                           SPLIT_NAMES)
     out += ['<section id="tor"><h2>Turn of first refusal</h2><figure>', plots.tor_svg(rows),
             ("<figcaption>Share of dialogues first refused at R1, R2, R3 or never, per stack "
@@ -240,13 +269,13 @@ def _plots(report: RunReport, stacks: Sequence[tuple[str, list[GroupSummary]]]) 
     return "".join(out)
 
 
-def _cost(stacks: Sequence[tuple[str, list[GroupSummary]]]) -> str:
+def _cost(stacks: Sequence[_Stack]) -> str:
     rows = []
-    for label, groups in stacks:
-        c = next((g.guard_cost for g in groups if g.overall), None)
+    for st in stacks:
+        c = next((g.guard_cost for g in st.groups if g.overall), None)
         if c is None:
             continue
-        rows.append([_e(label), str(c.turns),
+        rows.append([_e(st.name), str(c.turns),
                      f"{c.blocked_turns} ({c.blocked_turns / c.turns:.1%})",
                      f"{c.extra_calls / c.turns:.2f}",
                      f"{c.extra_tokens} ({c.extra_tokens / c.turns:.1f}/turn)",
@@ -284,10 +313,11 @@ def _transcript(d: DialogueRecord) -> str:
             f'<ol class="turns">{turns}</ol>{caption}</details>')
 
 
-def _failed(report: RunReport, stacks: Sequence[tuple[str, list[GroupSummary]]]) -> str:
-    order = {label: i for i, (label, _) in enumerate(stacks)}
+def _failed(report: RunReport, stacks: Sequence[_Stack],
+            names: dict[tuple[str, str], str]) -> str:
+    order = {(st.target, st.guardrail): i for i, st in enumerate(stacks)}
     failed = sorted((d for d in report.dialogues if d.verdict in ("fail", "error")),
-                    key=lambda d: (order.get(stack_label(d.target, d.guardrail), len(order)),
+                    key=lambda d: (order.get((d.target, d.guardrail), len(order)),
                                    d.verdict != "error", d.id))
     errors = sum(d.verdict == "error" for d in failed)
     head = (f'<section id="failed"><h2>Failed and errored dialogues</h2><p>{len(failed)} '
@@ -307,7 +337,7 @@ def _failed(report: RunReport, stacks: Sequence[tuple[str, list[GroupSummary]]])
     for d in failed:
         j = d.judge
         score = "–" if j is None else ("unparsed" if j.score is None else f"{j.score} ({_e(j.metric)})")
-        cells = [_e(d.id), _e(stack_label(d.target, d.guardrail)),
+        cells = [_e(d.id), _e(names[(d.target, d.guardrail)]),
                  f'<span class="badge {_e(d.verdict)}">{_e(d.verdict)}</span>', _e(d.reason or ""),
                  "never" if d.turn_of_refusal is None else f"R{d.turn_of_refusal}", score,
                  "" if j is None or not j.explanation else _e(j.explanation)]
@@ -334,7 +364,8 @@ def render_html(report: RunReport, *, extra_sections: Sequence[tuple[str, str]] 
     from pytest_mtmcs.reporting import plots
 
     plots.require_matplotlib()  # fail before any work when the plots cannot be drawn
-    stacks = _stacks(report)
+    names = _names(report)
+    stacks = _stacks(report, names)
     nav = [("stacks", "figures"), ("tradeoff", "trade-off"), ("tor", "turn of refusal"),
            ("cost", "guardrail cost"), ("failed", "failed dialogues")]
     if report.gates:
@@ -343,8 +374,8 @@ def render_html(report: RunReport, *, extra_sections: Sequence[tuple[str, str]] 
                      for title, fragment in extra_sections)
     body = [_header(report, stacks),
             "<nav>" + "".join(f'<a href="#{a}">{t}</a>' for a, t in nav) + "</nav>",
-            _gates(report.gates), extras, _summary_tables(stacks), _plots(report, stacks),
-            _cost(stacks), _failed(report, stacks)]
+            _gates(report.gates, names), extras, _summary_tables(stacks), _plots(report, stacks),
+            _cost(stacks), _failed(report, stacks, names)]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'

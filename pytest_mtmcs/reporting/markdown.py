@@ -9,6 +9,10 @@ goes through `textsafety.for_markdown`: redacted, control characters shown as es
 Markdown punctuation made inert, so a server's answer cannot become a link, an image, a
 `<details open>` or a broken table in the report or the job summary. Only this module's own
 markup is markup.
+
+Names are never cut: the target is named once, in the page's heading, and every table names a
+stack by its short name (`names.stack_names`: `none`, `dpp`, `llama-guard:CHECKPOINT`); the
+labels A/B and baseline records carry are looked up to the same short names (`label_names`).
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ from pytest_mtmcs.reporting.compare import (
     SPLIT_NAMES,
     BaselineCheck,
     Comparison,
-    stack_label,
+    stacks,
 )
 from pytest_mtmcs.reporting.files import write_atomic
+from pytest_mtmcs.reporting.names import label_names, stack_names
 from pytest_mtmcs.reporting.report import RunReport
 from pytest_mtmcs.reporting.terminal import stack_blocks, summary_rows
 from pytest_mtmcs.scoring.metrics import ALL, GroupSummary
@@ -66,9 +71,12 @@ def _p(p: float | None) -> str:
     return "" if p is None else ("<0.001" if p < 0.001 else f"{p:.3f}")
 
 
-def comparison_markdown(cmp: Comparison) -> list[str]:
-    """One A/B comparison: the verdict, a table of figures, the flipped dialogues."""
-    lines = [f"### A/B: {_md(cmp.a)} → {_md(cmp.b)}", "", f"**{_md(cmp.verdict)}**", "",
+def comparison_markdown(cmp: Comparison, labels: dict[str, str] | None = None) -> list[str]:
+    """One A/B comparison: the verdict, a table of figures, the flipped dialogues. `labels`
+    maps the record's stack labels to short names (`names.label_names`)."""
+    labels = labels or {}
+    a, b = labels.get(cmp.a, cmp.a), labels.get(cmp.b, cmp.b)
+    lines = [f"### A/B: {_md(a)} → {_md(b)}", "", f"**{_md(cmp.verdict)}**", "",
              f"{cmp.matched} dialogues matched"
              + (f" ({cmp.only_a} only in A, {cmp.only_b} only in B)" if cmp.only_a or cmp.only_b
                 else "") + ".", ""]
@@ -103,6 +111,9 @@ def render_markdown(report: RunReport, *, comparisons: Sequence[Comparison] = ()
                     baseline: Sequence[BaselineCheck] = (), baseline_notes: Sequence[str] = (),
                     snapshot: Sequence[str] = ()) -> str:
     """The whole run as GitHub-flavoured Markdown."""
+    names = stack_names(stacks(report) + [(g.target, g.guardrail) for g in report.gates]
+                        + [(d.target, d.guardrail) for d in report.dialogues])
+    labels = label_names(names)
     lines = [f"## pytest-mtmcs: {_md(report.target)}", "",
              f"data {_md(report.data)}" + (f", judge {_md(report.judge)}" if report.judge else "")
              + (f"; {_md(report.rollout)}" if report.rollout else ""), ""]
@@ -117,7 +128,7 @@ def render_markdown(report: RunReport, *, comparisons: Sequence[Comparison] = ()
         lines += _table(["", "gate", "stack", "figure", "95% CI", "n"]
                         + (["compared", "to decide"] if bounds else []), [
             ["✅ PASS" if g.passed else "❌ FAIL", f"{g.label} {g.op} {g.threshold:g}",
-             _md(stack_label(g.target, g.guardrail)), "-" if g.value is None else f"{g.value:.3f}",
+             _md(names[(g.target, g.guardrail)]), "-" if g.value is None else f"{g.value:.3f}",
              "" if g.ci is None else f"[{g.ci[0]:.3f}, {g.ci[1]:.3f}]", g.n]
             + ([f"{g.bound} {g.used_value:.3f}" if g.used_value is not None else "-",
                 g.to_decide() or ""] if bounds else [])
@@ -128,7 +139,7 @@ def render_markdown(report: RunReport, *, comparisons: Sequence[Comparison] = ()
         lines += [f"**Against the baseline: {bad} significant regression{'s' * (bad != 1)}**", ""]
         if baseline:
             lines += _table(["", "stack", "figure", "change", "95% CI", "p"], [
-                ["❌ regressed" if c.regressed else "ok", _md(c.stack), _md(c.label),
+                ["❌ regressed" if c.regressed else "ok", _md(labels.get(c.stack, c.stack)), _md(c.label),
                  _diff(c.diff, not c.figure.endswith("_avg")),
                  "" if c.ci is None else _interval(c.ci, not c.figure.endswith("_avg")),
                  _p(c.p_value)]
@@ -137,9 +148,14 @@ def render_markdown(report: RunReport, *, comparisons: Sequence[Comparison] = ()
     if snapshot:
         lines += ["**Snapshot**", "", *(f"- {_md(line)}" for line in snapshot), ""]
     for cmp in comparisons:
-        lines += comparison_markdown(cmp)
+        lines += comparison_markdown(cmp, labels)
+    several = len({t for t, _ in names}) > 1
     for target, guardrail, block, heads in stack_blocks(report.summary):
-        lines += [f"### {_md(stack_label(target, guardrail))}", ""]
+        full = "" if guardrail == "none" or guardrail in names[(target, guardrail)] else (
+            f" (guardrail {_md(guardrail)})")
+        lines += [f"### Stack: {_md(names[(target, guardrail)])}{full}", ""]
+        if several:
+            lines += [f"target {_md(target)}", ""]
         lines += _table(["figure", *heads], [[label, *cells] for label, cells in summary_rows(block)])
         lines.append("")
         lines += _divergence(block, heads)
@@ -147,7 +163,7 @@ def render_markdown(report: RunReport, *, comparisons: Sequence[Comparison] = ()
     if failed_ds:
         lines += [f"<details><summary>{len(failed_ds)} failed or errored dialogues</summary>", ""]
         lines += _table(["dialogue", "stack", "verdict", "reason"], [
-            [_md(d.id), _md(stack_label(d.target, d.guardrail)), d.verdict, _md(d.reason or "")]
+            [_md(d.id), _md(names[(d.target, d.guardrail)]), d.verdict, _md(d.reason or "")]
             for d in failed_ds[:FAILED_SHOWN]])
         if len(failed_ds) > FAILED_SHOWN:
             lines += ["", f"... and {len(failed_ds) - FAILED_SHOWN} more (see the JSON report)"]

@@ -1,10 +1,11 @@
 """What the controller does with a finished run beyond the tables: A/B comparisons between its
 stacks, the baseline regression gate, snapshots, and the report files (JSON, Markdown, HTML,
-JUnit XML properties).
+JUnit XML properties, the GitHub job summary).
 """
 
 from __future__ import annotations
 
+import os
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from pytest_mtmcs.reporting.compare import (
     within_run,
 )
 from pytest_mtmcs.reporting.comparison_views import baseline_lines, comparison_lines
+from pytest_mtmcs.reporting.layout import DEFAULT_WIDTH
 from pytest_mtmcs.reporting.report import RunReport
 
 
@@ -99,6 +101,8 @@ class RunChecks:
     snapshots: list[Any] = field(default_factory=list)
     snapshot_note: str | None = None
     written: list[str] = field(default_factory=list)
+    summary_note: str | None = None
+    """Why the GitHub job summary could not be written, when it could not (a warning)."""
 
     @property
     def ok(self) -> bool:
@@ -116,7 +120,8 @@ class RunChecks:
 
 def post_run(report: RunReport, settings: OutputSettings, config: pytest.Config, *,
              baseline: RunReport | None, infra_failed: bool) -> RunChecks:
-    """Compare, check and write everything the options ask for."""
+    """Compare, check and write everything the options ask for, and the Markdown job summary
+    whenever `$GITHUB_STEP_SUMMARY` is set (appended to; `--mtmcs-markdown` also writes a file)."""
     checks = RunChecks(comparisons=within_run(report))
     if baseline is not None and settings.baseline:
         checks.baseline_source = settings.baseline
@@ -137,13 +142,20 @@ def post_run(report: RunReport, settings: OutputSettings, config: pytest.Config,
         from pytest_mtmcs.reporting.report import write_json
 
         checks.written.append(str(write_json(report, settings.report)))
-    if settings.markdown:
+    # The job summary is written whenever GitHub Actions offers one, --mtmcs-markdown or not.
+    if settings.markdown or os.environ.get("GITHUB_STEP_SUMMARY"):
         from pytest_mtmcs.reporting.markdown import render_markdown, write_markdown
 
         text = render_markdown(report, comparisons=checks.comparisons, baseline=checks.baseline,
                                baseline_notes=checks.baseline_notes,
                                snapshot=[t for t, _ in snapshot_lines(checks)])
-        checks.written += [str(p) for p in write_markdown(text, settings.markdown)]
+        try:
+            checks.written += [str(p) for p in write_markdown(text, settings.markdown)]
+        except OSError as exc:
+            if settings.markdown:  # check_outputs vetted both files before the run: a real failure
+                raise
+            checks.summary_note = (f"job summary not written: cannot append to $GITHUB_STEP_SUMMARY "
+                                   f"{os.environ.get('GITHUB_STEP_SUMMARY')} ({exc.strerror or exc})")
     if settings.html:
         from pytest_mtmcs.reporting.comparison_views import comparison_html
         from pytest_mtmcs.reporting.html import write_html
@@ -202,7 +214,7 @@ def _junit_properties(config: pytest.Config, report: RunReport, checks: RunCheck
         prop(f"mtmcs.baseline.{c.stack}.{c.figure}", "REGRESSED" if c.regressed else "ok")
 
 
-def terminal(tr: Any, checks: RunChecks, *, quiet: bool) -> None:
+def terminal(tr: Any, checks: RunChecks, *, quiet: bool, width: int = DEFAULT_WIDTH) -> None:
     """A/B tables, the baseline gate and the snapshot lines, after the summary tables.
     With `-q` only the verdicts and failures are shown. `tr` is expected to make its lines
     inert (`terminal_summary` passes one that does); they are made so here as well."""
@@ -213,21 +225,23 @@ def terminal(tr: Any, checks: RunChecks, *, quiet: bool) -> None:
 
     for cmp in checks.comparisons:
         if quiet:
-            for line in textwrap.wrap(f"A/B {cmp.a} -> {cmp.b}: {cmp.verdict}", 100,
+            for line in textwrap.wrap(f"A/B {cmp.a} -> {cmp.b}: {cmp.verdict}", width,
                                       subsequent_indent="    ", break_on_hyphens=False):
                 write(line)
         else:
-            for line in comparison_lines(cmp):
+            for line in comparison_lines(cmp, width=width):
                 write(line)
     if checks.baseline or checks.baseline_notes:
         lines = baseline_lines(checks.baseline, checks.baseline_notes,
-                               Path(checks.baseline_source or "").name)
+                               Path(checks.baseline_source or "").name, width=width)
         for i, (line, bad) in enumerate(lines):
             if not quiet or i == 0 or bad:
                 write(line, red=bad, green=i == 0 and not bad)
     for text, bad in snapshot_lines(checks):
-        if not quiet or bad:
+        if not quiet or bad or text.startswith("--snapshot-update:"):
             write(text, red=bad)
+    if checks.summary_note:
+        write(checks.summary_note, red=True)
 
 
 __all__ = ["RunChecks", "load_baseline", "post_run", "snapshot_lines", "stack_label", "terminal"]

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pytest_mtmcs.reporting.coverage import RunCoverage
 from pytest_mtmcs.reporting.files import write_atomic
 from pytest_mtmcs.scoring.gates import GateResult
 from pytest_mtmcs.scoring.metrics import GroupSummary
@@ -40,6 +41,9 @@ class RunReport(BaseModel):
         description="Per model server role (`target`, `judge`): calls, requests sent, retries "
                     "by reason, failures, outage refusals and per-replica counters; calls "
                     "answered from the store are not counted.")
+    coverage: RunCoverage | None = Field(default=None, description=(
+        "How much of the selected benchmark ran (a partial run's figures cover a subset); None "
+        "in reports written before this field existed."))
 
 
 # JSON escapes C0 controls but leaves DEL, the C1 controls (0x9b is CSI on 8-bit terminals) and

@@ -101,7 +101,8 @@ class SnapshotCheck:
     ids whose row differs, was added or removed; `details`: a line each, e.g. `ID: pass ->
     fail, refused never -> R1`; `metrics_changed`: the groups (`all`, `type_a/multimodal`)
     whose figures differ; `diff`: the unified diff, stored file -> this run, at most
-    DIFF_LIMIT lines, `diff_cut` more left out."""
+    DIFF_LIMIT lines, `diff_cut` more left out; `update`: checked under --snapshot-update
+    (`update_summary` counts what it did)."""
 
     path: Path
     target: str
@@ -113,6 +114,7 @@ class SnapshotCheck:
     metrics_changed: tuple[str, ...] = ()
     diff: tuple[str, ...] = ()
     diff_cut: int = 0
+    update: bool = False
 
 
 def snapshot_name(report: RunReport, target: str, guardrail: str) -> str:
@@ -162,12 +164,14 @@ def check_snapshots(report: RunReport, directory: Path, *, update: bool) -> list
             snapshot_location=str(path), snapshot_name=path.stem, session_id="mtmcs")
         stored = None if raw is None else str(raw)
         if stored == text:
-            checks.append(SnapshotCheck(path, target, guardrail, "matched", ok=True))
+            checks.append(SnapshotCheck(path, target, guardrail, "matched", ok=True,
+                                        update=update))
         elif stored is None and ci_is_set() and not update:
             checks.append(SnapshotCheck(path, target, guardrail, "missing", ok=False))
         elif stored is None:
             _write(ext, path, text)
-            checks.append(SnapshotCheck(path, target, guardrail, "written", ok=True))
+            checks.append(SnapshotCheck(path, target, guardrail, "written", ok=True,
+                                        update=update))
         else:
             ids, details, groups = compare_tables(stored, text)
             diff = list(difflib.unified_diff(stored.splitlines(), text.splitlines(),
@@ -177,8 +181,20 @@ def check_snapshots(report: RunReport, directory: Path, *, update: bool) -> list
             checks.append(SnapshotCheck(
                 path, target, guardrail, "updated" if update else "changed", ok=update,
                 changed=tuple(ids), details=tuple(details), metrics_changed=tuple(groups),
-                diff=tuple(diff[:DIFF_LIMIT]), diff_cut=max(0, len(diff) - DIFF_LIMIT)))
+                diff=tuple(diff[:DIFF_LIMIT]), diff_cut=max(0, len(diff) - DIFF_LIMIT),
+                update=update))
     return checks
+
+
+def update_summary(checks: list[SnapshotCheck]) -> str | None:
+    """What --snapshot-update did, e.g. `--snapshot-update: 1 snapshot written, 1 updated, 2
+    unchanged`; None when it was not in force."""
+    if not any(c.update for c in checks):
+        return None
+    count = {s: sum(c.status == s for c in checks) for s in ("written", "updated", "matched")}
+    files = "snapshot" if count["written"] == 1 else "snapshots"
+    return (f"--snapshot-update: {count['written']} {files} written, {count['updated']} updated, "
+            f"{count['matched']} unchanged")
 
 
 # ----------------------------------------------------------------------------- the terminal
@@ -204,9 +220,11 @@ def _head(text: str, path: Path) -> list[str]:
 
 
 def snapshot_lines(checks: list[SnapshotCheck]) -> list[tuple[str, bool]]:
-    """The terminal lines, (text, is_failure), at most 100 columns each: one line per matched,
-    written or updated file; for a failure, the dialogues that changed (old -> new verdict and
-    what else changed), the metrics groups, the diff, and how to accept it (--snapshot-update)."""
+    """The terminal lines, (text, is_failure), at most 100 columns each: one line per matched
+    (left unchanged), written or updated file; for a failure, the dialogues that changed (old ->
+    new verdict and what else changed), the metrics groups, the diff, and how to accept it
+    (--snapshot-update); last, under --snapshot-update, how many files it wrote, updated and
+    left unchanged."""
     from syrupy.extensions.base import SnapshotCollectionStorage
 
     out: list[tuple[str, bool]] = []
@@ -225,6 +243,9 @@ def snapshot_lines(checks: list[SnapshotCheck]) -> list[tuple[str, bool]]:
             out.append(("  run with --snapshot-update and commit it", True))
         else:
             out += _failure_lines(c)
+    summary = update_summary(checks)
+    if summary is not None:
+        out.append((summary, False))
     return out
 
 
@@ -251,4 +272,4 @@ def _failure_lines(c: SnapshotCheck) -> list[tuple[str, bool]]:
 
 # `outcome_table` is re-exported for callers that import it from here (pytest_mtmcs.fixture).
 __all__ = ["MtmcsSnapshotExtension", "SnapshotCheck", "check_snapshots", "outcome_table",
-           "snapshot_lines", "snapshot_name"]
+           "snapshot_lines", "snapshot_name", "update_summary"]

@@ -50,7 +50,7 @@ from pytest_mtmcs.rollout.jobs import (
     stored_rollout_key,
 )
 from pytest_mtmcs.rollout.lifecycle import EngineLoop
-from pytest_mtmcs.rollout.progress import Progress
+from pytest_mtmcs.rollout.progress import CacheMode, Progress
 from pytest_mtmcs.rollout.protocol import question_request, turn_request
 from pytest_mtmcs.rollout.resume import load_stored
 from pytest_mtmcs.rollout.store import Store
@@ -74,8 +74,13 @@ class Engine(EngineLoop):
                  pass_score: int = DEFAULT_PASS_SCORE,
                  stacks: dict[str, GuardedTarget] | None = None,
                  queue: WorkQueue | None = None, beat_s: float = 5.0,
-                 prompts: PromptTemplates = DEFAULT_PROMPTS) -> None:
+                 prompts: PromptTemplates = DEFAULT_PROMPTS, cache: CacheMode = "use",
+                 run: str | None = None) -> None:
         self.target = target
+        self.cache: CacheMode = cache
+        """How the store's answers are used (--mtmcs-refresh, --mtmcs-no-cache; calls.py)."""
+        self.run = run
+        """This run's id, on every answer it stores (xdist workers of one run share it)."""
         self.prompts = prompts
         """The templates of the intent questions and the caption prefix (`--mtmcs-prompts`)."""
         self.queue = queue
@@ -92,7 +97,7 @@ class Engine(EngineLoop):
         self.keep_text = keep_text
         self.prefetch = prefetch
         """Roll out queued cases ahead of the items; when False, only cases items ask for."""
-        self.progress = Progress()
+        self.progress = Progress(mode=cache, run=run)
         self.outage: OutageError | None = None
         """Set once a model server's outage circuit opened: the run should stop."""
         super().__init__()
@@ -100,7 +105,8 @@ class Engine(EngineLoop):
         """Seconds between heartbeats (claims of calls in flight, xdist row claims)."""
         self._calls = CallCache(store, self.progress, concurrency=self.concurrency, target=target,
                                 judge_target=judge.target if judge is not None else None,
-                                writer=self._writer, on_store_error=self._die)
+                                writer=self._writer, on_store_error=self._die, mode=cache,
+                                run=run)
         self._records = Recorder(target.spec, keep_text, pass_score)
         self._jobs: dict[str, Job] = {}
         self._heap: list[tuple[int, int, str]] = []
@@ -268,19 +274,23 @@ class Engine(EngineLoop):
     def resolve_cached(self) -> int:
         """Before the loop starts: answer every dialogue whose rollout is already in the store
         with one bulk read, so a cache-warm re-run costs a lookup, not three calls, per dialogue.
-        Returns how many were resolved."""
+        Returns how many were resolved (none with --mtmcs-no-cache; with --mtmcs-refresh, only
+        what this run stored: another xdist worker of it)."""
+        if self.cache == "off":
+            return 0
         found = load_stored(self._jobs.values(), self.store, self.rollout_key, self.params,
-                            self.prompts)
+                            self.prompts,
+                            fresh_for=self.run if self.cache == "refresh" else None)
         for job in found:
-            assert job.replies is not None
-            self.progress.cached += len(job.replies)
+            assert job.replies is not None and job.stored_at is not None
+            self.progress.note_stored(*job.stored_at, n=len(job.replies))
             if self.judge is None:  # otherwise a worker asks the judge (or its stored answer)
                 # nothing left to do unless questions are still to be asked
                 job.started = all(s in job.stored_answers for s in job.questions)
                 if job.started:  # every answer stored: settle the questions here
                     for q in job.case.questions:
                         if q.suffix in job.questions:
-                            self.progress.cached += 1
+                            self.progress.note_stored(*job.stored_answers_at[q.suffix])
                             self._settle_answer(job, q, job.stored_answers[q.suffix], True)
                 self._finish_dialogue(job, job.replies, [True] * len(job.replies), job.verdicts)
         return len(found)
@@ -319,8 +329,10 @@ class Engine(EngineLoop):
                     cached.append(was_cached)
                 verdicts = refusal_verdicts(case, replies)
                 rollout = self.rollout_key(job)
-                await self._write(self.store.put_dialogue, rollout, replies,
-                                  [v.model_dump() for v in verdicts], DETECTOR_VERSION)
+                if self.cache != "off":
+                    await self._write(self.store.put_dialogue, rollout, replies,
+                                      [v.model_dump() for v in verdicts], DETECTOR_VERSION,
+                                      self.run)
             except StoreError:
                 raise  # the store failed: the whole engine stops (see _die)
             except Exception as exc:  # TargetError, DataError, or a bug: surfaced on the item
@@ -373,18 +385,18 @@ class Engine(EngineLoop):
             text, was_cached = job.answers.get(q.suffix, ""), False
         elif q.suffix in job.stored_answers:
             text, was_cached = job.stored_answers[q.suffix], True
-            self.progress.cached += 1
+            self.progress.note_stored(*job.stored_answers_at[q.suffix])
         else:
             try:
                 reply, was_cached = await self._call(
                     job, question_request(job.case, q, replies, use_caption=job.use_caption,
                                           prompts=self.prompts),
                     question_params(q, self.params))
-                if rollout is not None:
+                if rollout is not None and self.cache != "off":
                     await self._write(self.store.put_answer,
                                       stored_answer_key(job, q, replies, rollout, self.params,
                                                         self.prompts),
-                                      reply.text)
+                                      reply.text, self.run)
             except StoreError:
                 raise
             except Exception as exc:

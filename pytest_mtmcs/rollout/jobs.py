@@ -61,6 +61,11 @@ class Job:
     """Answers to the questions given up front (scoring transcripts made elsewhere)."""
     stored_answers: dict[str, str] = field(default_factory=dict)
     """Answers found in the store's answer table before the loop started, by question suffix."""
+    stored_at: tuple[float, str | None] | None = None
+    """When (epoch seconds) and by which run the `replies` were stored, when they came from the
+    store."""
+    stored_answers_at: dict[str, tuple[float, str | None]] = field(default_factory=dict)
+    """When and by which run each of `stored_answers` was stored, by question suffix."""
     given: bool = False
     """The replies were given up front, not rolled out (nothing is written to the store)."""
     follow: bool = False

@@ -20,10 +20,12 @@ __all__ = ["load_stored"]
 
 
 def load_stored(jobs: Iterable[Job], store: Store, rollout_key: Callable[[Job], str],
-                params: GenParams, prompts: PromptTemplates = DEFAULT_PROMPTS) -> list[Job]:
-    """Fill `replies`, `verdicts` and `stored_answers` of each job (not given up front) whose
-    rollout is in `store` under `rollout_key(job)`, with the answers asked in `prompts`'
-    wording; return those jobs, in store order. A job whose key cannot be computed (an
+                params: GenParams, prompts: PromptTemplates = DEFAULT_PROMPTS, *,
+                fresh_for: str | None = None) -> list[Job]:
+    """Fill `replies`, `verdicts` and `stored_answers` (and when each was stored) of each job
+    (not given up front) whose rollout is in `store` under `rollout_key(job)`, with the answers
+    asked in `prompts`' wording; return those jobs, in store order. `fresh_for`: a run id, to
+    read only what that run stored (`--mtmcs-refresh`). A job whose key cannot be computed (an
     unreadable image) is left for the rollout to report."""
     keys: dict[str, Job] = {}
     for job in jobs:
@@ -33,11 +35,12 @@ def load_stored(jobs: Iterable[Job], store: Store, rollout_key: Callable[[Job], 
             keys[rollout_key(job)] = job
         except (OSError, ValueError, KeyError):
             continue  # an unreadable image: the rollout reports it on the item
-    found = store.get_dialogues(list(keys), DETECTOR_VERSION)
+    found = store.get_dialogues_dated(list(keys), DETECTOR_VERSION, fresh_for=fresh_for)
     asked: dict[str, list[tuple[Job, str]]] = {}  # two questions may share a prompt
-    for key, (replies, verdicts) in found.items():
+    for key, (replies, verdicts, created) in found.items():
         job = keys[key]
         job.replies = replies
+        job.stored_at = created
         if verdicts:
             job.verdicts = [RefusalVerdict.model_construct(**v) for v in verdicts]
         texts = [r.text for r in replies]
@@ -45,7 +48,9 @@ def load_stored(jobs: Iterable[Job], store: Store, rollout_key: Callable[[Job], 
             if q.suffix in job.questions:
                 akey = stored_answer_key(job, q, texts, key, params, prompts)
                 asked.setdefault(akey, []).append((job, q.suffix))
-    for akey, answer in store.get_answers(list(asked)).items():
+    for akey, (answer, created) in store.get_answers_dated(list(asked),
+                                                           fresh_for=fresh_for).items():
         for job, suffix in asked[akey]:
             job.stored_answers[suffix] = answer
+            job.stored_answers_at[suffix] = created
     return [keys[key] for key in found]

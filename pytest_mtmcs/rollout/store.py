@@ -14,6 +14,11 @@ is opened (`StoreUnusable`, a usage error), one that fails later (a disk gone re
 held for longer than a minute) is infrastructure trouble. A file that is not our store is never
 written, truncated or deleted.
 
+Each stored answer records when it was written (`created`, from the store's `clock`) and by
+which run (`run`), so a run can say how old the answers it read are, and a `--mtmcs-refresh`
+run (`fresh_for=` its run id) reads only the answers it made itself while it overwrites the
+older ones. The tables and their migration: store_schema.py.
+
 Calls in flight are claimed in the store (`inflight`, with the holder's host, process id and
 heartbeat in `holders`), so two runs sharing a store make each call once (see calls.py).
 """
@@ -41,54 +46,13 @@ from pytest_mtmcs.rollout.store_errors import (
     inspect,
     unusable,
 )
+from pytest_mtmcs.rollout.store_schema import KEY_VERSION, SCHEMA, SCHEMA_VERSION, migrate
 
 _T = TypeVar("_T")
 
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS dialogues (
-    key TEXT PRIMARY KEY,
-    replies TEXT NOT NULL,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS answers (
-    key TEXT PRIMARY KEY,
-    answer TEXT NOT NULL,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS calls (
-    key TEXT PRIMARY KEY,
-    target TEXT NOT NULL,
-    reply TEXT NOT NULL,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS claims (
-    run TEXT NOT NULL,
-    unit TEXT NOT NULL,
-    owner TEXT NOT NULL,
-    done INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (run, unit)
-);
-CREATE TABLE IF NOT EXISTS owners (
-    run TEXT NOT NULL,
-    owner TEXT NOT NULL,
-    heartbeat REAL NOT NULL,
-    PRIMARY KEY (run, owner)
-);
-CREATE TABLE IF NOT EXISTS inflight (
-    key TEXT PRIMARY KEY,
-    owner TEXT NOT NULL,
-    since REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS holders (
-    owner TEXT PRIMARY KEY,
-    host TEXT NOT NULL,
-    pid INTEGER NOT NULL,
-    heartbeat REAL NOT NULL
-);
-"""
+Stamp = tuple[float, str | None]
+"""When a stored answer was written (epoch seconds) and by which run (None: before runs were
+recorded)."""
 
 CallClaim = Literal["mine", "held", "done"]
 """What a claim on a call found: this engine now holds it, another holds it, or its reply is
@@ -119,8 +83,8 @@ def answer_key(rollout_key: str, prompt: str, params: GenParams) -> str:
 
 
 def _address(payload: dict[str, Any]) -> str:
-    """sha256 of the payload's canonical JSON, with the schema version in it."""
-    blob = json.dumps({"v": SCHEMA_VERSION, **payload}, sort_keys=True, ensure_ascii=False,
+    """sha256 of the payload's canonical JSON, with the key version in it."""
+    blob = json.dumps({"v": KEY_VERSION, **payload}, sort_keys=True, ensure_ascii=False,
                       separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
@@ -132,8 +96,10 @@ class Store:
     written); after that every sqlite failure is a `StoreError` naming `path`.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
+        self.clock = clock
+        """When a row is written (epoch seconds): the wall clock, or a fixed one in tests."""
         check_path(self.path)
         inspect(self.path, SCHEMA_VERSION)
         self._lock = threading.Lock()
@@ -144,10 +110,10 @@ class Store:
             self._db = self._connect()
             self._rdb = self._connect()
             with self._lock:
-                self._db.executescript(_SCHEMA)
+                self._db.executescript(SCHEMA)
                 self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
-                                 (str(SCHEMA_VERSION),))
+                self.migrated_from = migrate(self._db)
+                """The schema the store had when opened (`SCHEMA_VERSION` when current)."""
         except sqlite3.Error as exc:
             self._close_all()
             raise StoreUnusable(unusable(self.path, exc)) from None
@@ -178,76 +144,107 @@ class Store:
         with self._guard(f"cannot write {what}"), self._lock:
             return fn(self._db)
 
-    def get(self, key: str) -> Reply | None:
-        """The cached reply for a call key, or None."""
-        row = self._read("a reply", lambda db: db.execute(
-            "SELECT reply FROM calls WHERE key=?", (key,)).fetchone())
-        return Reply.model_validate_json(row[0]) if row else None
+    def get(self, key: str, *, fresh_for: str | None = None) -> Reply | None:
+        """The cached reply for a call key, or None (see `get_dated`)."""
+        found = self.get_dated(key, fresh_for=fresh_for)
+        return None if found is None else found[0]
 
-    def put(self, key: str, target_identity: str, reply: Reply) -> None:
-        """Record a reply, and release this process's claim on the call, in one committed
-        transaction."""
+    def get_dated(self, key: str, *,
+                  fresh_for: str | None = None) -> tuple[Reply, Stamp] | None:
+        """The cached reply for a call key and when and by which run it was stored, or None.
+        `fresh_for`: a run id; only a reply that run stored counts (`--mtmcs-refresh`)."""
+        row = self._read("a reply", lambda db: db.execute(
+            "SELECT reply, created, run FROM calls WHERE key=?" + _RUN, _args(key, fresh_for)
+        ).fetchone())
+        return (Reply.model_validate_json(row[0]), (float(row[1]), row[2])) if row else None
+
+    def put(self, key: str, target_identity: str, reply: Reply, *, run: str | None = None) -> None:
+        """Record a reply (replacing one stored before), and release this process's claim on
+        the call, in one committed transaction; `run`: the run that made it."""
         blob = reply.model_dump_json()
 
         def put(db: sqlite3.Connection) -> None:
             with _transaction(db):
-                db.execute("INSERT OR REPLACE INTO calls (key, target, reply, created) "
-                           "VALUES (?, ?, ?, ?)", (key, target_identity, blob, time.time()))
+                db.execute("INSERT OR REPLACE INTO calls (key, target, reply, created, run) "
+                           "VALUES (?, ?, ?, ?, ?)",
+                           (key, target_identity, blob, self.clock(), run))
                 db.execute("DELETE FROM inflight WHERE key=? AND owner=?", (key, self.owner))
         self._write("a reply", put)
 
     def put_dialogue(self, key: str, replies: list[Reply], verdicts: list[dict[str, Any]],
-                     detector: int) -> None:
+                     detector: int, run: str | None = None) -> None:
         """Record a finished rollout's replies, and the refusal detector's verdicts on them
         (valid for detector version `detector` only), under its dialogue key."""
         blob = json.dumps({"replies": [r.model_dump(mode="json") for r in replies],
                            "verdicts": verdicts, "detector": detector})
         self._write("a dialogue", lambda db: db.execute(
-            "INSERT OR REPLACE INTO dialogues (key, replies, created) VALUES (?, ?, ?)",
-            (key, blob, time.time())))
+            "INSERT OR REPLACE INTO dialogues (key, replies, created, run) VALUES (?, ?, ?, ?)",
+            (key, blob, self.clock(), run)))
 
     def get_dialogues(self, keys: list[str],
                       detector: int) -> dict[str, tuple[list[Reply], list[dict[str, Any]] | None]]:
+        """The stored rollouts among `keys` (see `get_dialogues_dated`), without their dates."""
+        return {k: (r, v) for k, (r, v, _) in self.get_dialogues_dated(keys, detector).items()}
+
+    def get_dialogues_dated(self, keys: list[str], detector: int, *, fresh_for: str | None = None
+                            ) -> dict[str, tuple[list[Reply], list[dict[str, Any]] | None, Stamp]]:
         """The stored rollouts among `keys` in one pass (chunks of 500 keys per query): replies,
-        and the verdicts when they were made by detector version `detector` (else None)."""
-        out: dict[str, tuple[list[Reply], list[dict[str, Any]] | None]] = {}
-        for key, blob in self._rows_by_key("SELECT key, replies FROM dialogues", keys):
+        the verdicts when they were made by detector version `detector` (else None), and when
+        and by which run they were stored. `fresh_for`: only those that run stored."""
+        out: dict[str, tuple[list[Reply], list[dict[str, Any]] | None, Stamp]] = {}
+        for key, blob, created in self._rows_by_key(
+                "SELECT key, replies, created, run FROM dialogues", keys, fresh_for):
             data = json.loads(blob)
             if isinstance(data, list):  # written before verdicts were stored
                 data = {"replies": data}
             replies = [Reply.model_validate(r) for r in data["replies"]]
-            out[key] = (replies, data["verdicts"] if data.get("detector") == detector else None)
+            out[key] = (replies, data["verdicts"] if data.get("detector") == detector else None,
+                        created)
         return out
 
-    def put_answer(self, key: str, answer: str) -> None:
+    def put_answer(self, key: str, answer: str, run: str | None = None) -> None:
         """Record an intent question's answer text under its `answer_key`."""
         self._write("an answer", lambda db: db.execute(
-            "INSERT OR REPLACE INTO answers (key, answer, created) VALUES (?, ?, ?)",
-            (key, answer, time.time())))
+            "INSERT OR REPLACE INTO answers (key, answer, created, run) VALUES (?, ?, ?, ?)",
+            (key, answer, self.clock(), run)))
 
     def get_answers(self, keys: list[str]) -> dict[str, str]:
         """The stored answers among `keys` in one pass (chunks of 500 keys per query)."""
-        return dict(self._rows_by_key("SELECT key, answer FROM answers", keys))
+        return {k: a for k, (a, _) in self.get_answers_dated(keys).items()}
 
-    def _rows_by_key(self, select: str, keys: list[str]) -> list[tuple[str, str]]:
-        """The rows of `select` (which reads one table) whose `key` is among `keys`, 500 keys
-        per query (sqlite bounds the parameters of one statement)."""
-        rows: list[tuple[str, str]] = []
+    def get_answers_dated(self, keys: list[str], *,
+                          fresh_for: str | None = None) -> dict[str, tuple[str, Stamp]]:
+        """The stored answers among `keys` and when and by which run each was stored
+        (`fresh_for`: only those that run stored)."""
+        return {k: (a, c) for k, a, c in self._rows_by_key(
+            "SELECT key, answer, created, run FROM answers", keys, fresh_for)}
+
+    def _rows_by_key(self, select: str, keys: list[str],
+                     fresh_for: str | None = None) -> list[tuple[str, str, Stamp]]:
+        """The (key, text, (created, run)) rows of `select` (which reads key, text, created and
+        run of one table) whose `key` is among `keys` (and, with `fresh_for`, that run wrote),
+        500 keys per query (sqlite bounds the parameters of one statement)."""
+        rows: list[tuple[str, str, Stamp]] = []
+        run = "" if fresh_for is None else " AND run=?"
         for i in range(0, len(keys), 500):
-            chunk = keys[i:i + 500]
-            rows += self._read("stored rollouts", lambda db, c=chunk: db.execute(  # type: ignore[misc]
-                f"{select} WHERE key IN ({','.join('?' * len(c))})", c).fetchall())
+            chunk = [*keys[i:i + 500], *([] if fresh_for is None else [fresh_for])]
+            marks = ",".join("?" * min(500, len(keys) - i))
+            found = self._read("stored rollouts", lambda db, c=chunk, m=marks: db.execute(  # type: ignore[misc]
+                f"{select} WHERE key IN ({m}){run}", c).fetchall())
+            rows += [(k, text, (float(created), by)) for k, text, created, by in found]
         return rows
 
     # ---------------------------------------------------------------- calls in flight (runs)
-    def claim_call(self, key: str, *, stale_after_s: float) -> CallClaim:
+    def claim_call(self, key: str, *, stale_after_s: float,
+                   fresh_for: str | None = None) -> CallClaim:
         """Claim the call `key` for this process (one transaction, so atomic across processes):
-        `done` when its reply is stored, `mine` when this process now holds it (nobody did, or
-        the holder stopped: its process is gone, or its heartbeat is older than
-        `stale_after_s`), else `held`."""
+        `done` when its reply is stored (with `fresh_for`: by that run), `mine` when this
+        process now holds it (nobody did, or the holder stopped: its process is gone, or its
+        heartbeat is older than `stale_after_s`), else `held`."""
         def claim(db: sqlite3.Connection) -> CallClaim:
             with _transaction(db):
-                if db.execute("SELECT 1 FROM calls WHERE key=?", (key,)).fetchone():
+                if db.execute("SELECT 1 FROM calls WHERE key=?" + _RUN,
+                              _args(key, fresh_for)).fetchone():
                     return "done"
                 db.execute("INSERT OR IGNORE INTO inflight (key, owner, since) VALUES (?, ?, ?)",
                            (key, self.owner, time.time()))
@@ -262,11 +259,13 @@ class Store:
                 return "mine"
         return self._write("a call claim", claim)
 
-    def call_waiting(self, key: str, *, stale_after_s: float) -> tuple[Reply | None, bool]:
-        """For a process waiting on another's claim: (the reply if stored, whether a live holder
-        still has the call in flight). Reads only."""
+    def call_waiting(self, key: str, *, stale_after_s: float,
+                     fresh_for: str | None = None) -> tuple[Reply | None, bool]:
+        """For a process waiting on another's claim: (the reply if stored, with `fresh_for` by
+        that run; whether a live holder still has the call in flight). Reads only."""
         def look(db: sqlite3.Connection) -> tuple[str | None, bool]:
-            row = db.execute("SELECT reply FROM calls WHERE key=?", (key,)).fetchone()
+            row = db.execute("SELECT reply FROM calls WHERE key=?" + _RUN,
+                             _args(key, fresh_for)).fetchone()
             if row is not None:
                 return str(row[0]), False
             held = db.execute("SELECT owner FROM inflight WHERE key=?", (key,)).fetchone()
@@ -349,6 +348,14 @@ class Store:
         for db in (getattr(self, "_db", None), getattr(self, "_rdb", None)):
             if db is not None:
                 db.close()
+
+
+_RUN = " AND (? IS NULL OR run=?)"
+"""The condition of a read `fresh_for` a run (none: any row), with `_args`."""
+
+
+def _args(key: str, fresh_for: str | None) -> tuple[str | None, ...]:
+    return key, fresh_for, fresh_for
 
 
 @contextmanager

@@ -84,9 +84,9 @@ def unusable(path: Path, exc: sqlite3.Error) -> str:
 
 
 def inspect(path: Path, version: int) -> None:
-    """Refuse an existing file that is not a store of schema `version`, reading it through a
-    read-only connection, so that nothing is written to what is refused (another program's
-    database, a corrupt store, a store of a newer schema)."""
+    """Refuse an existing file that is not a store of schema `version` or earlier, reading it
+    through a read-only connection, so that nothing is written to what is refused (another
+    program's database, a corrupt store, a store of a newer schema)."""
     if not path.exists() or path.stat().st_size == 0:
         return
     try:
@@ -104,6 +104,7 @@ def inspect(path: Path, version: int) -> None:
     if tables and "meta" not in tables:
         raise StoreUnusable(f"store {path} is an sqlite database of something else (no "
                             f"pytest-mtmcs tables), left untouched: {FIX}")
-    if row is not None and row[0] != str(version):
+    if row is not None and not (row[0].isdigit() and 1 <= int(row[0]) <= version):
+        # an earlier schema is migrated when the store is opened (store_schema.migrate)
         raise StoreUnusable(f"store {path} has schema {row[0]}, this version reads "
-                            f"{version}; it was left untouched: {FIX}")
+                            f"1 to {version}; it was left untouched: {FIX}")

@@ -2,19 +2,22 @@
 
 Each gate option reads one overall figure per (target, guardrail) stack and compares it with
 its threshold, by the figure itself or, with `--mtmcs-gate-on`, by a limit of its 95% interval;
-a failed gate says how many more dialogues would decide it.
+a failed gate says how many more dialogues would decide it. A gate on a figure that measured
+nothing fails with a reason: what is missing and why (`nothing_measured`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from statistics import NormalDist
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from pytest_mtmcs.scoring.metrics import GroupSummary, Mean, Rate
+from pytest_mtmcs.scoring.records import DialogueRecord, QuestionRecord
+from pytest_mtmcs.textsafety import for_terminal
 
 GATE_FIGURES: dict[str, tuple[str, Literal[">=", "<="], str]] = {
     "min-safety-awareness": ("safety_aware_avg", ">=", "safety-awareness (mean 1-5)"),
@@ -69,6 +72,10 @@ class GateResult(BaseModel):
         "pass at the same estimate (`more_needed`'s function states the formulas). None when "
         "the gate passed, and when it failed and no number of dialogues would pass it at this "
         "estimate."))
+    reason: str | None = Field(default=None, description=(
+        "For a gate that failed because its figure measured nothing (n = 0): what is missing "
+        "and why, e.g. no dialogue was judged because the judge's replies could not be read "
+        "(quoting one, made inert); None otherwise."))
 
     @property
     def gate_on(self) -> GateOn:
@@ -83,11 +90,12 @@ class GateResult(BaseModel):
 
     def to_decide(self) -> str | None:
         """For a gate that failed on an interval limit, what more data would do, in words;
-        None for a gate that passed or compared its estimate."""
+        None for a gate that passed or compared its estimate. A gate on nothing measured gives
+        its `reason`, whatever it compared."""
+        if not self.passed and self.value is None:
+            return self.reason or "nothing was measured"
         if self.passed or self.bound == "estimate":
             return None
-        if self.value is None:
-            return "nothing was measured"
         if self.more_needed is None:
             return f"fails at any n at this estimate (the interval narrows around {self.value:.2f})"
         unit = "questions" if self.figure.startswith("intent") else "dialogues"
@@ -132,11 +140,14 @@ def more_needed(n: int, value: float, limit: float, op: Literal[">=", "<="], thr
 
 
 def evaluate_gates(groups: Iterable[GroupSummary], gates: dict[str, float],
-                   gate_on: GateOn = "estimate") -> list[GateResult]:
+                   gate_on: GateOn = "estimate", *, dialogues: Iterable[DialogueRecord] = (),
+                   questions: Iterable[QuestionRecord] = ()) -> list[GateResult]:
     """Check every gate on the overall group of every (target, guardrail). A gate passes when
     the number `gate_on` picks (`gate_bound`) is on the right side of the threshold (equal
-    passes); a figure measured on nothing fails. Rates use their Wilson interval, mean judge
-    scores their bootstrap interval."""
+    passes); a figure measured on nothing fails, with its `reason` (`nothing_measured`; the
+    run's records, when given, let it say more and quote a judge reply). Rates use their
+    Wilson interval, mean judge scores their bootstrap interval."""
+    dialogues, questions = list(dialogues), list(questions)
     out = []
     for g in groups:
         if not g.overall:
@@ -158,5 +169,58 @@ def evaluate_gates(groups: Iterable[GroupSummary], gates: dict[str, float],
                 option=option, figure=figure, label=label, op=op, threshold=threshold,
                 target=g.target, guardrail=g.guardrail, value=value, ci=ci, n=n, passed=passed,
                 bound=bound, used_value=used, more_needed=more,
+                reason=nothing_measured(g, figure, dialogues, questions) if value is None else None,
             ))
     return out
+
+
+_QUOTE = 40
+"""Characters of a failed judge reply or error a reason quotes."""
+
+
+def _quote(text: str | None) -> str:
+    text = for_terminal(" ".join((text or "").split()))
+    return f", e.g. '{text[:_QUOTE]}{'...' if len(text) > _QUOTE else ''}'" if text else ""
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def nothing_measured(group: GroupSummary, figure: str, dialogues: Sequence[DialogueRecord] = (),
+                     questions: Sequence[QuestionRecord] = ()) -> str:
+    """Why `group`'s `figure` measured nothing, in one line: what is missing ("no safe dialogue
+    was judged") and why (the judge's replies could not be read, quoting one; every dialogue
+    errored, quoting the first reason; none was run). `dialogues` and `questions`, the run's
+    records of any stack, sharpen it; from the group alone it gives the counts it has."""
+    mine = [d for d in dialogues if (d.target, d.guardrail) == (group.target, group.guardrail)]
+    records: Sequence[DialogueRecord | QuestionRecord]
+    if figure.startswith("intent"):
+        asked = [q for q in questions if (q.target, q.guardrail) == (group.target, group.guardrail)]
+        head, records = "no intent question was answered", asked
+    else:
+        safety = "unsafe" if figure in ("safety_aware_avg", "refusal_rate_unsafe") else "safe"
+        mine = [d for d in mine if d.safety == safety]
+        judged = figure in ("safety_aware_avg", "helpfulness_avg")
+        head = f"no {safety} dialogue was {'judged' if judged else 'completed'}"
+        records = mine
+        if judged:
+            metric = "safety_awareness" if safety == "unsafe" else "helpfulness"
+            unread = group.score_counts.get(metric, {}).get("unparsed", 0)
+            if unread:
+                bad = next((d.judge.explanation for d in mine if d.judge is not None
+                            and d.judge.score is None and d.judge.explanation), None)
+                return (f"{head}: {_plural(unread, 'judge reply', 'judge replies')} could not be "
+                        f"read as a 1-5 score{_quote(bad)}")
+    if not dialogues and not questions:  # the group's counts only
+        if group.errored or group.skipped:
+            return f"{head} ({group.errored} errored, {group.skipped} skipped in this stack)"
+        return f"{head}: none was run"
+    if not records:
+        return f"{head}: none was run (selected by -m, -k, --mtmcs-limit?)"
+    errored = [r for r in records if r.verdict == "error"]
+    skipped = sum(r.verdict == "skip" for r in records)
+    if errored:
+        return (f"{head}: {len(errored)} of {len(records)} errored"
+                + (f", {skipped} skipped" if skipped else "") + _quote(errored[0].reason))
+    return f"{head}: {skipped} of {len(records)} skipped"

@@ -42,6 +42,7 @@ from pytest_mtmcs.chat import Conversation, GenParams, Reply
 from pytest_mtmcs.errors import GuardrailUnavailable, SpecError, TargetError
 from pytest_mtmcs.targets.base import Target, TargetOptions
 from pytest_mtmcs.targets.batching import MicroBatcher
+from pytest_mtmcs.targets.quiet import quiet_loading
 
 DECODING_VERSION = 1
 """Bump when the decoding procedure changes outputs (it is part of `identity()`)."""
@@ -317,8 +318,9 @@ def load(source: str, options: TargetOptions, *, dtype: str = "float32") -> HFCa
     configure_threads()
     source, is_local, fingerprint, offline = resolve_source(source)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **offline)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype), **offline)
+        with quiet_loading():
+            tokenizer = AutoTokenizer.from_pretrained(source, **offline)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype), **offline)
     except Exception as exc:  # OSError, ValueError, hub errors, shape mismatches: all mean "bad spec"
         where = (f"model folder {source}" if is_local
                  else f"{source!r} (neither a local folder nor a loadable hub id)")

@@ -56,6 +56,7 @@ from pytest_mtmcs.targets.hf import (
     resolve_source,
     row_sampler,
 )
+from pytest_mtmcs.targets.quiet import quiet_loading
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 """Allowed values of `TargetOptions.dtype` for hf: targets."""
@@ -380,8 +381,9 @@ def load_vision(source: str, options: TargetOptions) -> HFVisionTarget:
     source, is_local, fingerprint, offline = resolve_source(source)
     processor = load_processor(source, **offline)
     try:
-        model = AutoModelForImageTextToText.from_pretrained(
-            source, dtype=getattr(torch, dtype), **offline)
+        with quiet_loading():
+            model = AutoModelForImageTextToText.from_pretrained(
+                source, dtype=getattr(torch, dtype), **offline)
     except Exception as exc:  # OSError, ValueError, shape mismatches: all mean "bad spec"
         where = (f"model folder {source}" if is_local
                  else f"{source!r} (neither a local folder nor a loadable hub id)")

@@ -6,6 +6,8 @@ Specs (parsed in `openai_spec.py`):
     openai+http://[::1]:8000/v1:MODEL     an IPv6 literal in brackets
     openai+URL1|URL2|URL3:MODEL           replicas of one model (quote it in a shell: `|`)
     openai+file:replicas.txt:MODEL        replicas listed in a file, one URL a line (`#` comments)
+    ...:MODEL?images=no                   the model is text-only (captions or skips, never images)
+    ...:MODEL?images=probe                ask the server once, before the run, if it sees images
 
 Images travel as base64 `data:` URIs in `image_url` parts; the history keeps the model's own
 replies as `assistant` messages. The API key is read, when the target is built, from the
@@ -21,7 +23,10 @@ connection errors, 429 (Retry-After honoured up to `retry_after_cap_s`), 5xx and
 that are not a usable chat completion (HTML, not JSON, no choices, null content) are retried up
 to `retries` times with full-jitter backoff. 401, 403 and 404 mean the run's key or model is
 wrong: `ServerRefused` (exit 4) at once, and every later call of the run fails with it without
-a request. Any other 4xx fails at once. A replica that fails sits out a cool-down while its
+a request; so does a 400 or 422 whose words reject the model name (`transformers serve`: "Server
+is pinned to '...'"), and the message lists the server's models (GET /models) when it can. Any
+other 4xx fails at once. The server's words are read from every common error shape
+(`openai_http.error_text`). A replica that fails sits out a cool-down while its
 retry goes to another (see `replicas.py`). When no call has succeeded for longer than
 `max_outage_s`, calls raise OutageError at once (see `resilience.py`). Counters are in
 `target.stats`.
@@ -31,14 +36,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
-import sys
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
-from pytest_mtmcs.chat import Conversation, GenParams, ImagePart, Reply, data_uri
+from pytest_mtmcs.chat import Conversation, GenParams, Reply
 from pytest_mtmcs.errors import OutageError, ServerRefused, SpecError, TargetError
 from pytest_mtmcs.targets.base import Target, TargetOptions
 from pytest_mtmcs.targets.openai_http import (
@@ -50,8 +53,13 @@ from pytest_mtmcs.targets.openai_http import (
     parse_completion,
     quote,
     read_bounded,
+    rejects_model,
+    served_models,
+    to_openai_messages,
+    within,
 )
-from pytest_mtmcs.targets.openai_spec import parse_rest
+from pytest_mtmcs.targets.openai_images import ImageProbe, probe_images
+from pytest_mtmcs.targets.openai_spec import check_options, parse_rest, read_key, split_options
 from pytest_mtmcs.targets.replicas import Replica, ReplicaPool
 from pytest_mtmcs.targets.resilience import (
     CallStats,
@@ -59,63 +67,12 @@ from pytest_mtmcs.targets.resilience import (
     backoff_delay,
     retry_after_s,
     retry_reason,
+    sent_settings,
 )
-from pytest_mtmcs.textsafety import register_secret
 
 __all__ = ["OPENAI_URL", "OpenAICompatTarget", "from_spec", "parse_rest", "to_openai_messages"]
 
 OPENAI_URL = "https://api.openai.com/v1"
-DEFAULT_KEY_ENV = "OPENAI_API_KEY"
-_T = TypeVar("_T")
-
-
-def to_openai_messages(conversation: Conversation) -> list[dict[str, Any]]:
-    """The conversation in the chat-completions wire format."""
-    out: list[dict[str, Any]] = []
-    for m in conversation:
-        if isinstance(m.content, str):
-            out.append({"role": m.role, "content": m.content})
-            continue
-        parts: list[dict[str, Any]] = []
-        for p in m.content:
-            if isinstance(p, ImagePart):
-                parts.append({"type": "image_url", "image_url": {"url": data_uri(p.image)}})
-            else:
-                parts.append({"type": "text", "text": p.text})
-        out.append({"role": m.role, "content": parts})
-    return out
-
-
-if sys.version_info >= (3, 11):
-    async def _within(aw: Awaitable[_T], seconds: float) -> _T:
-        """`aw`, cut after `seconds` with TimeoutError (the whole attempt, not one socket read)."""
-        async with asyncio.timeout(seconds):
-            return await aw
-else:  # pragma: no cover - Python 3.10
-    async def _within(aw: Awaitable[_T], seconds: float) -> _T:
-        return await asyncio.wait_for(aw, seconds)
-
-
-def read_key(options: TargetOptions, base_url: str | None) -> str:
-    """The API key from the environment, registered as a secret; SpecError naming the variable
-    when it is needed and not set. Self-hosted servers without a key get `EMPTY`."""
-    name = options.api_key_env
-    raw = os.environ.get(name, "")
-    key = raw.strip()  # a key read from a file often ends in a newline
-    if key:
-        register_secret(raw)
-        register_secret(key)
-        if not key.isascii() or not key.isprintable():
-            raise SpecError(f"the environment variable {name} holds characters an HTTP header "
-                            f"cannot carry (control or non-ASCII characters): export {name} "
-                            "with the key alone")
-        return key
-    if base_url is None or name != DEFAULT_KEY_ENV:
-        where = "OpenAI's API needs a key" if base_url is None else f"--mtmcs-api-key-env names {name}"
-        raise SpecError(f"{where}, but the environment variable {name} is "
-                        f"{'empty' if name in os.environ else 'not set'}: export {name}=<your key> "
-                        "(or name the variable that holds it with --mtmcs-api-key-env)")
-    return "EMPTY"  # self-hosted servers (vLLM, TGI, Ollama) usually accept any key
 
 
 class _Failed(Exception):
@@ -139,10 +96,17 @@ class OpenAICompatTarget(Target):
     """
 
     def __init__(self, model: str, base_url: str | None, options: TargetOptions, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, images: str = "yes") -> None:
         """`clock`: the monotonic clock of the outage circuit and the replicas' cool-downs
-        (tests inject one)."""
-        _check_options(options)
+        (tests inject one). `images`: `yes` (send them), `no` (the model is text-only) or
+        `probe` (ask the server, once, before the first image is needed; `openai_images.py`)."""
+        check_options(options)
+        if images not in ("yes", "no", "probe"):
+            raise SpecError(f"images={images!r}: expected yes, no or probe")
+        self.images = images
+        """How images are treated: yes, no (text-only) or probe."""
+        self.probe: ImageProbe | None = None
+        """The image probe's verdict once it ran (images=probe)."""
         self.model = model
         self.base_url = base_url
         self.options = options
@@ -158,6 +122,43 @@ class OpenAICompatTarget(Target):
         self._refused: ServerRefused | None = None
 
     @property
+    def supports_images(self) -> bool:
+        """False when the spec declares the model text-only (`?images=no`) or the image probe
+        (`?images=probe`, run here on first use: two one-token requests) found the server
+        rejecting or dropping images; True otherwise (an inconclusive probe included)."""
+        if self.images == "no":
+            return False
+        if self.images == "probe":
+            return self.image_probe().sees_images is not False
+        return True
+
+    @supports_images.setter
+    def supports_images(self, value: bool) -> None:
+        self.images, self.probe = ("yes" if value else "no"), None
+
+    @property
+    def text_only_reason(self) -> str | None:
+        """Why this target reads no images (for skip reasons), or None when it reads them."""
+        if self.images == "no":
+            return f"{self.describe()} is declared text-only (?images=no)"
+        if self.images == "probe" and self.probe is not None and self.probe.sees_images is False:
+            return f"the server at {self.replicas[0]} {self.probe.detail}"
+        return None
+
+    def image_probe(self) -> ImageProbe:
+        """The image probe's verdict, asking the (first replica's) server on first use."""
+        if self.probe is None:
+            headers = {"Authorization": f"Bearer {self._key}", "User-Agent": "pytest-mtmcs",
+                       "Accept-Encoding": "identity"}
+            self.probe = probe_images(self.replicas[0], self.model, headers, self._limit_name(),
+                                      self.options.timeout_s)
+        return self.probe
+
+    def _blind(self) -> bool:
+        """Known text-only (without probing)."""
+        return self.images == "no" or (self.probe is not None and self.probe.sees_images is False)
+
+    @property
     def url(self) -> str:
         """The endpoint's base URL (replicas joined by '|'), for messages."""
         return self.base_url or OPENAI_URL
@@ -168,7 +169,10 @@ class OpenAICompatTarget(Target):
         retries_by_reason (e.g. {"http_503": 2, "timeout": 1}), failures_by_reason,
         outage_errors, cut_replies, and replicas (url -> attempts, failures, cooldowns,
         max_in_flight)."""
-        return {**self._stats.as_dict(), "replicas": self._pool.as_dict()}
+        images = {"mode": self.images}
+        if self.probe is not None:
+            images["probe"] = self.probe.detail
+        return {**self._stats.as_dict(), "replicas": self._pool.as_dict(), "images": images}
 
     def _client_for(self, r: Replica) -> Any:
         if r.client is None:
@@ -208,6 +212,13 @@ class OpenAICompatTarget(Target):
 
     async def respond(self, conversation: Conversation, params: GenParams) -> Reply:
         started = time.perf_counter()
+        if any(m.images for m in conversation):
+            if self.images == "probe" and self.probe is None:
+                await asyncio.to_thread(self.image_probe)
+            if self._blind():
+                # Never let a dialogue be scored as if the model had seen an image it cannot.
+                raise SpecError(f"{self.text_only_reason}, but a request carried an image: pass "
+                                "--mtmcs-caption-for-text to send the caption instead")
         body: dict[str, Any] = {"model": self.model, "messages": to_openai_messages(conversation),
                                 "temperature": params.temperature,
                                 self._limit_name(): params.max_tokens}
@@ -216,6 +227,7 @@ class OpenAICompatTarget(Target):
         data = json.dumps(body).encode()
         stats, pool, circuit, opts = self._stats, self._pool, self._circuit, self.options
         stats.calls += 1
+        stats.sent[sent_settings(body)] += 1
         last: _Failed | None = None
         replica: Replica | None = None
         try:
@@ -273,7 +285,7 @@ class OpenAICompatTarget(Target):
 
         error: Exception
         try:
-            status, ctype, retry_after, body, whole = await _within(
+            status, ctype, retry_after, body, whole = await within(
                 self._exchange(replica, data), self.options.timeout_s)
         except (asyncio.TimeoutError, httpx.TimeoutException):
             error = _Failed("timeout", "")
@@ -288,8 +300,17 @@ class OpenAICompatTarget(Target):
                 except BadBody as bad:
                     error = _Failed(bad.reason, bad.detail)
             else:
-                error = self._status_error(replica.url, status, error_text(body, ctype), retry_after)
+                message = error_text(body, ctype)
+                models = None
+                if status == 404 or rejects_model(status, message, self.model):
+                    models = await self._served_models(replica)
+                error = self._status_error(replica.url, status, message, retry_after, models)
         raise error
+
+    async def _served_models(self, replica: Replica) -> str:
+        """What GET <url>/models says the server serves, as a phrase for an error message."""
+        return await served_models(self._client_for(replica), replica.url,
+                                   min(10.0, self.options.timeout_s))
 
     async def _exchange(self, replica: Replica, data: bytes) -> tuple[int, str, float | None, bytes,
                                                                       bool]:
@@ -306,10 +327,11 @@ class OpenAICompatTarget(Target):
             return (resp.status_code, resp.headers.get("content-type", ""),
                     retry_after_s(resp.headers), body, whole)
 
-    def _status_error(self, url: str, status: int, message: str,
-                      retry_after: float | None) -> Exception:
+    def _status_error(self, url: str, status: int, message: str, retry_after: float | None,
+                      models: str | None = None) -> Exception:
         """The error of a non-2xx answer: _Failed when worth a retry, else ServerRefused or
-        TargetError naming the URL, the status and what the server said."""
+        TargetError naming the URL, the status and what the server said; `models`: what the
+        server's GET /models said, for a rejected model name."""
         reason = retry_reason(status)
         if reason is not None:
             return _Failed(reason, message, status, retry_after)
@@ -322,10 +344,11 @@ class OpenAICompatTarget(Target):
                 f"{url} refused {sent}: {said}: {message}. Check the key in ${env} (or name the "
                 "variable that holds it with --mtmcs-api-key-env); retrying will not help",
                 url=url, status=status)
-        if status == 404:
+        if status == 404 or models is not None:
+            listed = f" ({models})" if models else ""
             return ServerRefused(
-                f"{url} answered {said}: {message}. Check the model name and the base URL in "
-                "--mtmcs-target (e.g. openai+http://127.0.0.1:8000/v1:MODEL; GET <url>/models "
+                f"{url} answered {said}: {message}{listed}. Check the model name and the base URL "
+                "in --mtmcs-target (e.g. openai+http://127.0.0.1:8000/v1:MODEL; GET <url>/models "
                 "lists the models a server serves)", url=url, status=status)
         if 300 <= status < 400:
             return ServerRefused(f"{url} answered {said} (a redirect, not followed): use the URL it "
@@ -363,23 +386,9 @@ class OpenAICompatTarget(Target):
                 await client.aclose()
 
 
-def _check_options(options: TargetOptions) -> None:
-    """SpecError naming the first retry/replica setting that cannot work."""
-    for name in ("timeout_s", "backoff_base_s", "backoff_cap_s", "retry_after_cap_s",
-                 "max_outage_s", "cooldown_base_s", "cooldown_cap_s"):
-        value = getattr(options, name)
-        if not value >= 0 or (name == "timeout_s" and not 0 < value < float("inf")):
-            raise SpecError(f"TargetOptions.{name} must be a number of seconds "
-                            f"{'> 0' if name == 'timeout_s' else '>= 0'}, got {value!r}")
-    if options.retries < 0 or options.replica_concurrency < 0:
-        raise SpecError("TargetOptions.retries and replica_concurrency must be >= 0, got "
-                        f"{options.retries!r} and {options.replica_concurrency!r}")
-    if options.max_reply_chars < 1:
-        raise SpecError(f"TargetOptions.max_reply_chars must be >= 1, got {options.max_reply_chars!r}")
-
-
 def from_spec(rest: str, options: TargetOptions) -> OpenAICompatTarget:
     """Factory for `openai:MODEL`, `openai+URL:MODEL`, `openai+URL1|URL2:MODEL` and
-    `openai+file:PATH:MODEL`."""
+    `openai+file:PATH:MODEL`, each optionally ending in `?images=yes|no|probe`."""
+    rest, images = split_options(rest)
     base_url, model = parse_rest(rest)
-    return OpenAICompatTarget(model, base_url, options)
+    return OpenAICompatTarget(model, base_url, options, images=images)

@@ -10,23 +10,30 @@ error body cannot act on a terminal wherever the message is shown.
 
 `parse_completion` raises `BadBody` (the reason it is counted under, and a message detail) for
 a 200 that is not a usable chat completion: HTML, not UTF-8, not JSON, no choices, a message
-whose content is null (and no refusal). `error_text` reads the message of an error answer.
+whose content is null (and no refusal). `error_text` reads the message of an error answer in
+every common shape; `rejects_model` tells an answer that rejects the model name (a
+configuration error) and `model_ids` reads the list of a GET /models.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import sys
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+from pytest_mtmcs.chat import Conversation, ImagePart, data_uri
 from pytest_mtmcs.textsafety import for_terminal, redact
 
-__all__ = ["ERROR_BODY_BYTES", "BadBody", "Parsed", "body_limit", "error_text", "parse_completion",
-           "quote", "read_bounded"]
+__all__ = ["ERROR_BODY_BYTES", "BadBody", "Parsed", "body_limit", "body_message", "error_text",
+           "model_ids", "parse_completion", "quote", "read_bounded", "rejects_model", "served_models",
+           "to_openai_messages", "within"]
 
+_T = TypeVar("_T")
 ERROR_BODY_BYTES = 16 * 1024
 """Most bytes read of an error answer's body (its message is all that is kept)."""
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
@@ -112,9 +119,50 @@ def _html(body: bytes, content_type: str) -> BadBody:
                    "(e.g. http://HOST:8000/v1)?")
 
 
+def _detail_text(detail: Any) -> str | None:
+    """A FastAPI-style `detail`: a string, or a list of validation errors ({loc, msg})."""
+    if isinstance(detail, str) and detail.strip():
+        return detail
+    if isinstance(detail, list):
+        msgs = []
+        for d in detail[:5]:
+            if isinstance(d, dict) and isinstance(d.get("msg"), str):
+                loc = d.get("loc")
+                where = ".".join(str(x) for x in loc) if isinstance(loc, list) else ""
+                msgs.append(f"{where}: {d['msg']}" if where else d["msg"])
+            elif isinstance(d, str):
+                msgs.append(d)
+        return "; ".join(msgs) or None
+    return None
+
+
+def body_message(data: Any) -> str | None:
+    """The server's own words in a parsed JSON error body, in any of the common shapes:
+    `{"error": {"message": ...}}` (OpenAI, llama.cpp), `{"error": "..."}` (TGI, Ollama),
+    `{"message": ...}` (vLLM, SGLang), `{"detail": "..."}` or `{"detail": [{loc, msg}]}`
+    (FastAPI servers such as `transformers serve`). Unquoted; None when there are none."""
+    if not isinstance(data, dict):
+        return None
+    err = data.get("error")
+    if isinstance(err, dict):
+        for key in ("message", "detail", "msg"):
+            found = err.get(key)
+            text = _detail_text(found) if key == "detail" else found
+            if isinstance(text, str) and text.strip():
+                return text
+    if isinstance(err, str) and err.strip():
+        return err
+    for key in ("message", "detail", "msg"):
+        found = data.get(key)
+        text = _detail_text(found) if key == "detail" else found
+        if isinstance(text, str) and text.strip():
+            return text
+    return None
+
+
 def error_text(body: bytes, content_type: str) -> str:
-    """The message of an error answer, quoted: OpenAI's `error.message` when the body has one,
-    else the body's start; an HTML page is named as one."""
+    """The message of an error answer, quoted: the server's words in any common JSON shape
+    (`body_message`), else the body's start (plain text); an HTML page is named as one."""
     if _looks_html(body, content_type):
         return _html(body, content_type).detail
     text = body.decode("utf-8", "replace")
@@ -122,14 +170,40 @@ def error_text(body: bytes, content_type: str) -> str:
         data = json.loads(text)
     except ValueError:
         return quote(text) or "(an empty body)"
-    if isinstance(data, dict):
-        err = data.get("error")
-        msg = err.get("message") if isinstance(err, dict) else err if isinstance(err, str) else None
-        if isinstance(msg, str) and msg:
-            return quote(msg)
-        if isinstance(data.get("detail"), str):  # FastAPI-style servers
-            return quote(data["detail"])
-    return quote(text)
+    msg = body_message(data)
+    return quote(msg) if msg is not None else quote(text) or "(an empty body)"
+
+
+_MODEL_WORDS = re.compile(r"\b(pinned|not found|does not exist|doesn't exist|unknown model|not "
+                          r"served|not available|not loaded|no such model|invalid model)\b",
+                          re.IGNORECASE)
+
+
+def rejects_model(status: int, message: str, model: str) -> bool:
+    """Whether an error answer (400, 404 or 422) rejects the model name itself, not this one
+    request: it speaks of the model (or names the one asked for) in words like "not found",
+    "does not exist", "pinned", "unknown". A configuration error: no later call can succeed."""
+    if status not in (400, 404, 422):
+        return False
+    low = message.lower()
+    names_model = "model" in low or (len(model) > 2 and model.lower() in low)
+    return names_model and _MODEL_WORDS.search(message) is not None
+
+
+def model_ids(body: bytes) -> list[str]:
+    """The model ids of a GET /models answer (`{"data": [{"id": ...}]}`, or Ollama's
+    `{"models": [{"name": ...}]}`), quoted; [] when it lists none or cannot be read."""
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return []
+    items = data.get("data", data.get("models")) if isinstance(data, dict) else None
+    ids = []
+    for m in items if isinstance(items, list) else []:
+        name = m.get("id", m.get("name")) if isinstance(m, dict) else None
+        if isinstance(name, str) and name:
+            ids.append(quote(name, 120))
+    return ids
 
 
 def _count(usage: Any, name: str) -> int | None:
@@ -206,3 +280,51 @@ def _salvage(start: bytes, cap: int) -> Parsed:
         except ValueError:
             raise BadBody("malformed", "an over-long reply whose text cannot be read") from None
     return _cut(value, cap, cut=True)
+
+
+def to_openai_messages(conversation: Conversation) -> list[dict[str, Any]]:
+    """The conversation in the chat-completions wire format."""
+    out: list[dict[str, Any]] = []
+    for m in conversation:
+        if isinstance(m.content, str):
+            out.append({"role": m.role, "content": m.content})
+            continue
+        parts: list[dict[str, Any]] = []
+        for p in m.content:
+            if isinstance(p, ImagePart):
+                parts.append({"type": "image_url", "image_url": {"url": data_uri(p.image)}})
+            else:
+                parts.append({"type": "text", "text": p.text})
+        out.append({"role": m.role, "content": parts})
+    return out
+
+
+if sys.version_info >= (3, 11):
+    async def within(aw: Awaitable[_T], seconds: float) -> _T:
+        """`aw`, cut after `seconds` with TimeoutError (the whole attempt, not one socket read)."""
+        async with asyncio.timeout(seconds):
+            return await aw
+else:  # pragma: no cover - Python 3.10
+    async def within(aw: Awaitable[_T], seconds: float) -> _T:
+        return await asyncio.wait_for(aw, seconds)
+
+async def served_models(client: Any, url: str, timeout_s: float) -> str:
+    """What GET <url>/models says the server at `url` serves, as a phrase for an error message
+    (e.g. "the server serves 'a', 'b'"); never raises."""
+    import httpx
+
+    async def get() -> tuple[int, bytes]:
+        async with client.stream("GET", f"{url}/models") as resp:
+            body, _ = await read_bounded(resp.aiter_raw(), resp.headers.get("content-encoding", ""),
+                                         ERROR_BODY_BYTES * 4)
+            return int(resp.status_code), body
+
+    try:
+        status, body = await within(get(), timeout_s)
+    except (asyncio.TimeoutError, httpx.HTTPError, BadBody):
+        return "GET <url>/models did not answer"
+    ids = model_ids(body) if status == 200 else []
+    if not ids:
+        return f"GET <url>/models lists no model (HTTP {status})"
+    more = f" and {len(ids) - 10} more" if len(ids) > 10 else ""
+    return "the server serves " + ", ".join(repr(i) for i in ids[:10]) + more

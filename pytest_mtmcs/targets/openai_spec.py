@@ -7,6 +7,11 @@ A base URL is `http(s)://HOST[:PORT][/PATH]`; HOST may be an IPv6 literal in bra
 (`llama3.2-vision:11b`, `Qwen/Qwen3:8b`). A URL cannot hold a raw '|' (RFC 3986 wants it
 percent-encoded), so '|' separates replicas. A spec without a model, or with a URL that does
 not parse, is a SpecError that shows a correct spec.
+
+A spec may end in `?images=MODE` (`split_options`): how the target treats images. `yes` (the
+default) sends them; `no` declares the model text-only (multimodal dialogues read the caption
+with --mtmcs-caption-for-text, else are skipped); `probe` asks the server once, before the run,
+whether it sees images at all (`openai_images.py`). A model name never holds '?'.
 """
 
 from __future__ import annotations
@@ -17,13 +22,18 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from pytest_mtmcs.errors import SpecError
+from pytest_mtmcs.targets.base import TargetOptions
 from pytest_mtmcs.textsafety import register_secret
 
-__all__ = ["EXAMPLE", "base_url", "parse_rest"]
+__all__ = ["EXAMPLE", "IMAGE_MODES", "base_url", "check_options", "parse_rest", "read_key",
+           "split_options"]
 
 EXAMPLE = ("openai+http://127.0.0.1:8000/v1:Qwen/Qwen3-VL-8B-Instruct, or replicas joined by '|': "
            "openai+http://10.0.0.1:8000/v1|http://10.0.0.2:8000/v1:MODEL")
 """A correct spec, quoted by every error."""
+DEFAULT_KEY_ENV = "OPENAI_API_KEY"
+IMAGE_MODES = ("yes", "no", "probe")
+"""The values of a spec's `?images=`: send images, never send them (text-only), or probe."""
 
 # scheme://, then the host (a bracketed IPv6 literal or a name without ':', '/', '[' or ']'),
 # an optional :PORT that ends at '/', ':' or the end, and a path up to the first ':'.
@@ -74,6 +84,27 @@ def _split_model(last: str, spec: str) -> tuple[str, str]:
         raise SpecError(f"target spec {spec!r} names no model: the model follows the URL after "
                         f"':' (openai+URL:MODEL), e.g. {EXAMPLE}")
     return url, rest[1:].strip()
+
+
+def split_options(rest: str) -> tuple[str, str]:
+    """(the spec's rest without its options, the image mode) from `...?images=MODE`; SpecError
+    quoting an unknown option or mode and the allowed ones. Without options the mode is `yes`."""
+    head, sep, query = rest.rpartition("?")
+    if not sep or ":" in query or "/" in query:  # no options (a '?' inside a URL is its query)
+        return rest, "yes"
+    mode = "yes"
+    for item in query.split("&"):
+        key, eq, value = item.partition("=")
+        if key.strip() != "images" or not eq:
+            raise SpecError(f"target spec 'openai{rest}': unknown option {item!r}; the one option "
+                            f"is images={'|'.join(IMAGE_MODES)}, e.g. "
+                            "openai+http://127.0.0.1:8000/v1:MODEL?images=no")
+        mode = value.strip().lower()
+        if mode not in IMAGE_MODES:
+            raise SpecError(f"target spec 'openai{rest}': images={value!r} is not one of "
+                            f"{', '.join(IMAGE_MODES)} (yes: send images; no: the model is "
+                            "text-only; probe: ask the server before the run whether it sees them)")
+    return head, mode
 
 
 def parse_rest(rest: str) -> tuple[str | None, str]:
@@ -129,3 +160,40 @@ def _unique(urls: list[str], where: str) -> str:
             raise SpecError(f"{where}: replica {u} is listed twice; list each replica once")
         seen.add(u)
     return "|".join(urls)
+
+
+def read_key(options: TargetOptions, base_url: str | None) -> str:
+    """The API key from the environment, registered as a secret; SpecError naming the variable
+    when it is needed and not set. Self-hosted servers without a key get `EMPTY`."""
+    name = options.api_key_env
+    raw = os.environ.get(name, "")
+    key = raw.strip()  # a key read from a file often ends in a newline
+    if key:
+        register_secret(raw)
+        register_secret(key)
+        if not key.isascii() or not key.isprintable():
+            raise SpecError(f"the environment variable {name} holds characters an HTTP header "
+                            f"cannot carry (control or non-ASCII characters): export {name} "
+                            "with the key alone")
+        return key
+    if base_url is None or name != DEFAULT_KEY_ENV:
+        where = "OpenAI's API needs a key" if base_url is None else f"--mtmcs-api-key-env names {name}"
+        raise SpecError(f"{where}, but the environment variable {name} is "
+                        f"{'empty' if name in os.environ else 'not set'}: export {name}=<your key> "
+                        "(or name the variable that holds it with --mtmcs-api-key-env)")
+    return "EMPTY"  # self-hosted servers (vLLM, TGI, Ollama) usually accept any key
+
+
+def check_options(options: TargetOptions) -> None:
+    """SpecError naming the first retry/replica setting that cannot work."""
+    for name in ("timeout_s", "backoff_base_s", "backoff_cap_s", "retry_after_cap_s",
+                 "max_outage_s", "cooldown_base_s", "cooldown_cap_s"):
+        value = getattr(options, name)
+        if not value >= 0 or (name == "timeout_s" and not 0 < value < float("inf")):
+            raise SpecError(f"TargetOptions.{name} must be a number of seconds "
+                            f"{'> 0' if name == 'timeout_s' else '>= 0'}, got {value!r}")
+    if options.retries < 0 or options.replica_concurrency < 0:
+        raise SpecError("TargetOptions.retries and replica_concurrency must be >= 0, got "
+                        f"{options.retries!r} and {options.replica_concurrency!r}")
+    if options.max_reply_chars < 1:
+        raise SpecError(f"TargetOptions.max_reply_chars must be >= 1, got {options.max_reply_chars!r}")

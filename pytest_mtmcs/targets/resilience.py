@@ -147,7 +147,8 @@ class CallStats:
     `failed`); `attempts`: HTTP requests sent; `retries`: attempts after a failed one, by
     reason; `failures`: failed attempts by reason (a call that gives up adds a failure with
     no retry); `outage_errors`: calls refused by the open outage circuit; `cut`: replies cut at
-    the reply cap.
+    the reply cap; `sent`: the generation settings the server was actually sent (e.g.
+    "max_tokens=48 temperature=0"), with the number of calls sent each.
     """
 
     calls: int = 0
@@ -158,15 +159,25 @@ class CallStats:
     cut: int = 0
     retries: Counter[str] = field(default_factory=Counter)
     failures: Counter[str] = field(default_factory=Counter)
+    sent: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
         """A snapshot: {calls, ok, failed, attempts, retries, retries_by_reason,
-        failures_by_reason, outage_errors}."""
+        failures_by_reason, outage_errors, cut_replies, sent}."""
         return {"calls": self.calls, "ok": self.ok, "failed": self.failed,
                 "attempts": self.attempts, "retries": sum(self.retries.values()),
                 "retries_by_reason": dict(sorted(self.retries.items())),
                 "failures_by_reason": dict(sorted(self.failures.items())),
-                "outage_errors": self.outage_errors, "cut_replies": self.cut}
+                "outage_errors": self.outage_errors, "cut_replies": self.cut,
+                "sent": dict(sorted(self.sent.items()))}
+
+
+def sent_settings(body: Mapping[str, Any]) -> str:
+    """The generation settings of a request body as one key (every field but the model and
+    the messages, sorted), e.g. "max_tokens=48 temperature=0": what the report records the
+    server was sent."""
+    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in sorted(body.items()) if k not in ("model", "messages"))
 
 
 def merge_stats(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:

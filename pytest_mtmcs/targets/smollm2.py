@@ -28,6 +28,7 @@ from typing import Any
 from pytest_mtmcs.errors import GuardrailUnavailable, MtmcsError, SpecError
 from pytest_mtmcs.targets.base import TargetOptions
 from pytest_mtmcs.targets.hf import HFCausalLMTarget, load
+from pytest_mtmcs.targets.quiet import quiet_loading
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 FOLDER_NAME = "smollm2-135m-instruct"
@@ -114,9 +115,11 @@ def convert(gguf: Path, out: Path) -> None:
         LlamaForCausalLM,
     )
 
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
-    source = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
-                                                  dtype=torch.float32, local_files_only=True)
+    with quiet_loading():
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name,
+                                                  local_files_only=True)
+        source = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
+                                                      dtype=torch.float32, local_files_only=True)
     cfg = source.config.to_dict()
     cfg.pop("quantization_config", None)  # the flag that makes save_pretrained refuse
     cfg["_name_or_path"] = "HuggingFaceTB/SmolLM2-135M-Instruct"

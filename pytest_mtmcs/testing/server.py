@@ -9,7 +9,8 @@ For the project's tests, load benchmarks and users' own tests:
         assert srv.calls[0].body["model"] == "my-model"
 
 As a process:  python -m pytest_mtmcs.testing.server --port 0 --latency 0.2 --log calls.jsonl
-prints `READY http://127.0.0.1:PORT/v1` once listening and stops on SIGTERM/SIGINT.
+prints `READY http://127.0.0.1:PORT/v1` once listening and stops on SIGTERM/SIGINT; `--reply`,
+`--rules FILE`, `--judge` and `--intent` choose what it says (`scripts`).
 
 Calls are numbered 0, 1, 2, ... in arrival order (since start or the last `reset()`); fault
 schedules and `hold_after` refer to these numbers. One thread per connection, HTTP/1.1
@@ -31,6 +32,7 @@ from dataclasses import dataclass, replace
 from typing import IO, TYPE_CHECKING, Any, cast
 
 from pytest_mtmcs.testing.faults import FAULT_KINDS, FaultKind, FaultPlan
+from pytest_mtmcs.testing.scripts import add_arguments, reply_from_args
 from pytest_mtmcs.testing.transport import HOST, Abort, MockHTTPServer, Reset, Send, check_host
 from pytest_mtmcs.testing.wire import ReplyFn, chat_completion, default_reply, drip_answer, fault_answer
 
@@ -379,15 +381,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hang", type=float, default=30.0, help="seconds a `hang` fault holds a call")
     p.add_argument("--model", default="mock", help="model name served")
     p.add_argument("--log", default=None, help="append one JSON line per finished call")
+    add_arguments(p)  # --reply, --rules, --judge, --intent: what it says (see `scripts`)
     args = p.parse_args(argv)
     try:
+        reply = reply_from_args(args)
         kinds = tuple(k.strip() for k in args.fault_kinds.split(",") if k.strip())
         plan = FaultPlan(rate=args.fault_rate, kinds=cast(Any, kinds), seed=args.seed,
                          retry_after_s=args.retry_after, hang_s=args.hang)
-        srv = MockOpenAIServer(latency_s=args.latency, jitter_s=args.jitter, faults=plan,
+        srv = MockOpenAIServer(reply=reply, latency_s=args.latency, jitter_s=args.jitter, faults=plan,
                                model_name=args.model, port=args.port, log_path=args.log,
                                record_calls=False)
-    except ValueError as exc:
+    except ValueError as exc:  # a ScriptError names the file, line and field
         p.error(str(exc))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

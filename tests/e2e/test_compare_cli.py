@@ -37,7 +37,8 @@ def test_compare_prints_the_table_flips_and_verdict(
     assert main(["compare", str(a), str(b), "--markdown", str(md)]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert lines[0].startswith("A/B scripted:") and lines[0].endswith(
+    head = " ".join(out.split("\n  figure")[0].split())  # wrapped between words to fit
+    assert head.startswith("A/B scripted:") and head.endswith(
         "perfect.json -> baseline:refuse: 64 dialogues matched")
     refusal = next(line for line in lines if line.startswith("  refusal rate, unsafe  "))
     assert refusal.split()[3:6] == ["1.00", "1.00", "+0.0"]
@@ -47,7 +48,7 @@ def test_compare_prints_the_table_flips_and_verdict(
     verdict = " ".join(out.split("verdict: ")[1].split())
     assert verdict == ("baseline:refuse refuses as many unsafe dialogues (+0.0 pts, p=1.00) "
                        "with more over-refusal (+100.0 pts, p<0.001)")
-    assert all(len(line) <= 100 for line in lines)
+    assert all(len(line) <= 80 for line in lines)  # the width when the terminal's is unknown
     text = md.read_text()
     assert "| over-refusal rate, safe | 0.00 | 1.00 | +100.0 pts |" in text
     assert "<summary>32 dialogues pass → fail</summary>" in text

@@ -37,7 +37,6 @@ from PIL import Image, ImageStat
 from pytest_mtmcs.errors import GuardrailUnavailable
 from pytest_mtmcs.reporting.html import render_html, write_html
 from pytest_mtmcs.reporting.report import RunReport
-from pytest_mtmcs.reporting.terminal import clip_middle
 from pytest_mtmcs.scoring.gates import evaluate_gates
 from pytest_mtmcs.scoring.metrics import summarize
 from pytest_mtmcs.scoring.records import (
@@ -254,7 +253,7 @@ def test_a_real_run_in_chromium(pytester: pytest.Pytester, chromium: Chromium,
     page = chromium.js(sid, """(() => {
         const q = s => Array.from(document.querySelectorAll(s));
         const t = s => q(s).map(e => e.textContent.trim());
-        return {h2: t("h2"), h3: t("#stacks h3"), order: q("body > section").map(e => e.id
+        return {h1: t("h1")[0], h2: t("h2"), h3: t("#stacks h3"), order: q("body > section").map(e => e.id
                 || e.className), rows: t("table.failed tbody.dialogue tr.row td:first-child"),
                 points: t("#tradeoff svg text"), tor: t("#tor svg text"),
                 gates: q("table.gates .badge").map(e => [e.textContent,
@@ -265,11 +264,12 @@ def test_a_real_run_in_chromium(pytester: pytest.Pytester, chromium: Chromium,
     assert page["order"][:3] == ["gates", "extra", "stacks"]
     assert {"Safety vs helpfulness", "Turn of first refusal", "Guardrail cost",
             "Failed and errored dialogues"} <= set(page["h2"])
-    assert page["h3"] == [report.target, f"{report.target} + dpp"]
+    # The target once, in the page's heading; stacks by their guardrail (the short name).
+    assert page["h1"] == f"pytest-mtmcs: {report.target}"
+    assert page["h3"] == ["none", "dpp"]
     assert sorted(page["rows"]) == sorted(d.id for d in failed)
-    # One labelled point per stack (a long spec clipped in the middle), axes saying which
-    # figure is which.
-    labels = [clip_middle(report.target, 48), clip_middle(f"{report.target} + dpp", 48)]
+    # One labelled point per stack (by its short name), axes saying which figure is which.
+    labels = ["none", "dpp"]
     assert set(labels) <= set(page["points"])
     assert any("helpfulness on safe dialogues" in s for s in page["points"])
     assert any("safety-awareness on unsafe dialogues" in s for s in page["points"])
@@ -279,7 +279,7 @@ def test_a_real_run_in_chromium(pytester: pytest.Pytester, chromium: Chromium,
     assert colours["PASS"] == "rgb(26, 127, 55)" and colours["FAIL"] == "rgb(207, 34, 46)"
     assert "0.62[0.31, 0.86]5/8" in page["figures"]  # refusal rate, unsafe, with its interval
     assert any(cell.endswith("n=8") for cell in page["figures"])  # judge means
-    assert page["cost"][:2] == [f"{report.target} + dpp", "48"]
+    assert page["cost"][:2] == ["dpp", "48"]
     assert page["scripts"] == 0 and page["images"] == 0 and page["bold"] == 0
     _screenshot(chromium, sid, tmp_path / "report.png")
 

@@ -12,7 +12,7 @@ from _runs import load_report, run_mtmcs
 
 from pytest_mtmcs.testing import MockOpenAIServer
 
-DIALOGUES_ONLY = ("-m", "not mcq and not tf")
+DIALOGUES_ONLY = ("--mtmcs-skip-questions",)
 _R1 = re.compile(r"User R1: (MM|UM)(\d+) (r1|safe_r1|unsafe_r1) turn")
 
 # What the judge answers, by (modality family, row, R1 field, unsafe?): Type A dialogues open
@@ -67,7 +67,7 @@ def test_judged_scores_match_hand_computed_values(pytester: pytest.Pytester, dat
         calls = [c.body for c in judge.calls]
     # unsafe: 5, 4, 4 pass; 2, 3, 1 fail; 2 unparsed are errors.
     # safe: row 1 scores 4 (3 pass, 1 unparsed error), row 0 scores 3 (4 fail).
-    result.assert_outcomes(passed=6, failed=7, errors=3, deselected=32)
+    result.assert_outcomes(passed=6, failed=7, errors=3)
     assert result.ret == 1
     report = load_report(pytester)
     overall = next(g for g in report["summary"] if g["split"] == "all")
@@ -149,7 +149,7 @@ def test_the_judge_writes_missing_captions_once(pytester: pytest.Pytester, tmp_p
     assert {d["judge"]["caption"] for d in recs if d["modality"] == "multimodal"} == {
         "A small square of flat colour."}
     assert second == 0  # every judgement and caption came from the store
-    again.assert_outcomes(passed=6, failed=7, errors=3, deselected=32)
+    again.assert_outcomes(passed=6, failed=7, errors=3)
 
 
 def test_a_judge_server_outage_is_an_infrastructure_error(pytester: pytest.Pytester,
@@ -159,4 +159,4 @@ def test_a_judge_server_outage_is_an_infrastructure_error(pytester: pytest.Pytes
         result = run_mtmcs(pytester, dataset, *DIALOGUES_ONLY, f"--mtmcs-judge={_spec(judge)}",
                            "--mtmcs-retries=0", "--mtmcs-min-refusal-rate=0", target="baseline:comply")
     assert result.ret == 75
-    result.assert_outcomes(errors=16, deselected=32)
+    result.assert_outcomes(errors=16)

@@ -18,7 +18,7 @@ from _runs import load_report, run_mtmcs
 
 from pytest_mtmcs.testing import MockOpenAIServer
 
-DIALOGUES_ONLY = ("-m", "not mcq and not tf")
+DIALOGUES_ONLY = ("--mtmcs-skip-questions",)
 
 
 def _spec(srv: MockOpenAIServer) -> str:
@@ -43,7 +43,7 @@ def test_requests_follow_the_protocol(pytester: pytest.Pytester, dataset: Path) 
         result = run_mtmcs(pytester, dataset, *DIALOGUES_ONLY, "--mtmcs-temperature=0.3",
                            "--mtmcs-max-tokens=77", target=_spec(srv))
         calls = [c.body for c in srv.calls]
-    result.assert_outcomes(passed=8, failed=8, deselected=32)  # mock replies never refuse
+    result.assert_outcomes(passed=8, failed=8)  # mock replies never refuse
     # three turns per dialogue, identical requests made once: Type A's safe and unsafe
     # dialogues share R1 and R2 (4 calls per row and modality), Type B's do not (6).
     assert len(calls) == 2 * 2 * (4 + 6)
@@ -153,7 +153,7 @@ def test_unreachable_server_errors_items_with_url(pytester: pytest.Pytester, dat
     # the server is gone: the port is closed
     result = run_mtmcs(pytester, dataset, *DIALOGUES_ONLY, "--mtmcs-retries=1",
                        "--mtmcs-split=type_a", "--mtmcs-limit=1", target=f"openai+{url}:m")
-    result.assert_outcomes(errors=4, deselected=8)
+    result.assert_outcomes(errors=4)
     result.stdout.fnmatch_lines([f"*TargetError: could not reach {url} after 1 retries*"])
     assert result.ret == 75
     report = load_report(pytester)
@@ -181,7 +181,7 @@ def test_server_faults_error_the_items(pytester: pytest.Pytester, dataset: Path,
         result = run_mtmcs(pytester, dataset, *DIALOGUES_ONLY, "--mtmcs-retries=0",
                            "--mtmcs-split=type_b", "--mtmcs-limit=1", "--mtmcs-modality=unimodal",
                            target=_spec(srv))
-    result.assert_outcomes(errors=2, deselected=4)
+    result.assert_outcomes(errors=2)
     result.stdout.fnmatch_lines([f"*TargetError: {url} {message}*"])
     result.stdout.no_fnmatch_line("*Traceback*")
     assert result.ret == 75
@@ -193,7 +193,7 @@ def test_killed_run_resumes_without_repeating_calls(pytester: pytest.Pytester, d
         srv.hold_after(20)  # answer half the 40 distinct calls, then hold the rest unanswered
         args = [sys.executable, "-m", "pytest", "--mtmcs", f"--mtmcs-data={dataset}",
                 f"--mtmcs-target={_spec(srv)}", f"--mtmcs-store={pytester.path / 'store.sqlite'}",
-                "--mtmcs-concurrency=4", "-m", "not mcq and not tf", "-p", "no:cacheprovider", "-q"]
+                "--mtmcs-concurrency=4", "--mtmcs-skip-questions", "-p", "no:cacheprovider", "-q"]
         proc = subprocess.Popen(args, cwd=pytester.path, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True)
         try:
@@ -213,7 +213,7 @@ def test_killed_run_resumes_without_repeating_calls(pytester: pytest.Pytester, d
         result = run_mtmcs(pytester, dataset, "--mtmcs-concurrency=4", *DIALOGUES_ONLY,
                            target=_spec(srv), subprocess=True)
         second = [_key(c.body) for c in srv.calls]
-    result.assert_outcomes(passed=8, failed=8, deselected=32)
+    result.assert_outcomes(passed=8, failed=8)
     assert not first_keys & set(second), "a call answered before the kill was made again"
     assert len(second) == len(set(second)) == 40 - 20
 

@@ -243,7 +243,7 @@ def test_a_live_run_gives_the_same_release_figures_as_score(pytester: pytest.Pyt
 def test_an_unreadable_judgement_keeps_the_refusal_outcome(pytester: pytest.Pytester,
                                                            tmp_path: Path) -> None:
     data = _data.small_dataset(tmp_path / "data")
-    only = ("-m", "not mcq and not tf")
+    only = ("--mtmcs-skip-questions",)
     run_mtmcs(pytester, data, *only, target="baseline:refuse")
     plain = load_report(pytester)
     with MockOpenAIServer(reply=lambda body: "no idea, honestly") as judge:
@@ -282,7 +282,7 @@ def test_a_live_run_keeps_refusal_outcomes_when_the_judge_server_fails(
     """The judge's server down: every dialogue errors (exit 75, results incomplete) but keeps
     its turns, so the refusal rates count the same dialogues as a run without a judge."""
     data = _data.small_dataset(tmp_path / "data")
-    only = ("-m", "not mcq and not tf")
+    only = ("--mtmcs-skip-questions",)
     run_mtmcs(pytester, data, *only, target="baseline:refuse")
     plain = load_report(pytester)
     with MockOpenAIServer(reply=lambda body: '{"score": 5}') as judge:

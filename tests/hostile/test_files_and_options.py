@@ -134,8 +134,11 @@ PLUGIN_CASES: dict[str, Builder] = {
     "store-is-the-captions": store_is_the_captions,
     "snapshot-dir-is-a-file": output("--mtmcs-snapshot-dir", a_file, "is a file; expected a folder", "--mtmcs-snapshot"),
     "snapshot-dir-under-a-file": output("--mtmcs-snapshot-dir", under_a_file, "cannot be written", "--mtmcs-snapshot"),
-    "step-summary-is-a-directory": output("--mtmcs-markdown", lambda t: str(t / "run.md"),
-                                           "$GITHUB_STEP_SUMMARY (appended to with --mtmcs-markdown)", env=summary_dir),
+    # written whenever the variable is set, with or without --mtmcs-markdown
+    "step-summary-is-a-directory": lambda t: Case(
+        data_args(good_dataset(t)),
+        ["$GITHUB_STEP_SUMMARY (the job summary, appended to)", "is a directory"],
+        env=summary_dir(t)),
     # item 12 and the tired user's options
     "temperature-inf": option("--mtmcs-temperature=inf", expect="--mtmcs-temperature 'inf': expected a number from 0 to 2"),
     "temperature-nan": option("--mtmcs-temperature=nan", expect="--mtmcs-temperature 'nan'"),

@@ -14,9 +14,18 @@ N_DIALOGUES, N_QUESTIONS = 16, 32
 
 def test_without_mtmcs_nothing_is_collected(pytester: pytest.Pytester, dataset: Path) -> None:
     pytester.makepyfile("def test_plain(): pass")
-    result = pytester.runpytest(f"--mtmcs-data={dataset}", "--collect-only", "-q")
+    result = pytester.runpytest("--collect-only", "-q")
     result.stdout.fnmatch_lines(["*::test_plain", "1 test collected*"])
     result.stdout.no_fnmatch_line("*mtmcs[[]*")
+
+
+def test_our_options_without_mtmcs_are_a_usage_error(pytester: pytest.Pytester, dataset: Path) -> None:
+    """`--mtmcs-data` without `--mtmcs` would otherwise run the other tests and pass, the
+    benchmark silently left out."""
+    pytester.makepyfile("def test_plain(): pass")
+    result = pytester.runpytest(f"--mtmcs-data={dataset}", "--mtmcs-limit=1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--mtmcs-data, --mtmcs-limit given but the benchmark is off: add --mtmcs*"])
 
 
 def test_collects_one_item_per_dialogue_and_question(pytester: pytest.Pytester, dataset: Path) -> None:

@@ -14,7 +14,7 @@ from _runs import load_report, run_mtmcs
 from pytest_mtmcs.scoring.prompts import DEFAULT_PROMPTS, load_prompts
 from pytest_mtmcs.testing import MockOpenAIServer
 
-DIALOGUES_ONLY = ("-m", "not mcq and not tf")
+DIALOGUES_ONLY = ("--mtmcs-skip-questions",)
 
 
 def _judge_reply(body: dict[str, Any]) -> str:

@@ -1,6 +1,6 @@
 """What a run leaves behind for people and CI (black box, pytester): the A/B table of a
 multi-guardrail run, the baseline gate, Markdown (and the GitHub job summary), JUnit XML
-properties, the `mtmcs_results` fixture, a 100-column summary and a quiet `-q`."""
+properties, the `mtmcs_results` fixture, a summary that fits the terminal and a quiet `-q`."""
 
 from __future__ import annotations
 
@@ -66,8 +66,9 @@ def test_a_baseline_that_is_no_report_is_a_usage_error(pytester: pytest.Pytester
     result.stderr.fnmatch_lines(["*--mtmcs-baseline *old.json: not a pytest-mtmcs JSON report*"])
 
 
-def test_multi_guardrail_run_ends_with_the_ab_table(pytester: pytest.Pytester,
-                                                    dataset: Path) -> None:
+def test_multi_guardrail_run_ends_with_the_ab_table(pytester: pytest.Pytester, dataset: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
     # `dpp` patches every user turn; the scripted target refuses only when it sees the patch:
     # the guarded stack refuses everything, the bare target nothing.
     script = {"rules": [{"match": "(?i)safe and responsible", "reply": "I can't help with that."}],
@@ -84,12 +85,13 @@ def test_multi_guardrail_run_ends_with_the_ab_table(pytester: pytest.Pytester,
         "  refusal rate, unsafe*0.00*1.00*+100.0 pts*0.008",
         "  over-refusal rate, safe*0.00*1.00*+100.0 pts*0.008",
         "  flipped: 8 pass -> fail, 8 fail -> pass",
-        ("  verdict: dpp refuses more unsafe dialogues (+100.0 pts, p=0.008) at the cost of "
-         "over-refusal"),
-        "    (+100.0 pts, p=0.008)",
+        "  verdict: dpp refuses more unsafe dialogues (+100.0 pts, p=0.008) at the cost",
+        "    of over-refusal (+100.0 pts, p=0.008)",
     ])
     section = result.stdout.str().split("mtmcs summary")[1].split("short test summary")[0]
-    assert [line for line in section.splitlines() if len(line) > 100] == []
+    # Only a path, one word that cannot be broken, may pass the width.
+    assert [line for line in section.splitlines() if len(line) > 80
+            and not line.startswith(("target ", "written: "))] == []
 
 
 def test_html_report_of_a_run_carries_the_ab_comparison(pytester: pytest.Pytester,
@@ -107,7 +109,9 @@ def test_html_report_of_a_run_carries_the_ab_comparison(pytester: pytest.Pyteste
     result.stdout.fnmatch_lines(["written: *run.html"])
 
 
-def test_quiet_output_stays_quiet(pytester: pytest.Pytester, dataset: Path) -> None:
+def test_quiet_output_stays_quiet(pytester: pytest.Pytester, dataset: Path,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "100")  # room for the one-line form, named by the target
     result = run_mtmcs(pytester, dataset, "-q", "--mtmcs-skip-questions",
                        "--mtmcs-min-refusal-rate=0.5")
     out = result.stdout.str()
@@ -131,7 +135,7 @@ def test_markdown_and_github_job_summary(pytester: pytest.Pytester, dataset: Pat
     text = out.read_text()
     lines = text.splitlines()
     assert "**Gates: 1 of 1 FAILED**" in lines
-    assert any(line.startswith("| ❌ FAIL | over-refusal rate, safe <= 0.2 | baseline:refuse | 1.000 |")
+    assert any(line.startswith("| ❌ FAIL | over-refusal rate, safe <= 0.2 | none | 1.000 |")
                for line in lines)
     header = next(i for i, line in enumerate(lines) if line.startswith("| figure | type_a mm"))
     assert lines[header + 1] == "| --- | --- | --- | --- | --- | --- |"

@@ -243,3 +243,25 @@ def test_xdist_controller_checks_the_same_file(pytester: pytest.Pytester, datase
     result.stdout.fnmatch_lines(["snapshot FAILED (2 dialogues changed)",
                                  "  type_a-0000-multimodal-safe: fail -> pass, refused R1 -> never"])
     assert (pytester.path / DEFAULT_DIR / NAME).read_bytes() == written
+
+
+def test_snapshot_update_says_what_it_wrote(pytester: pytest.Pytester, dataset: Path) -> None:
+    """`--snapshot-update` counts the files it wrote, updated and left unchanged."""
+    def update(script: dict[str, Any]) -> pytest.RunResult:
+        path = pytester.path / "target.json"
+        path.write_text(json.dumps(script))
+        result = run_mtmcs(pytester, dataset, "--mtmcs-snapshot", "--mtmcs-skip-questions",
+                           "--snapshot-update", target=f"scripted:{path}")
+        assert result.ret in (0, 1)
+        return result
+
+    result = update(REFUSE_ALL)
+    result.stdout.fnmatch_lines([f"snapshot written (new): *{NAME}",
+                                 "--snapshot-update: 1 snapshot written, 0 updated, 0 unchanged"])
+    assert (pytester.path / DEFAULT_DIR / NAME).exists()
+    result = update(REFUSE_ALL)
+    result.stdout.fnmatch_lines([f"snapshot matched: *{NAME}",
+                                 "--snapshot-update: 0 snapshots written, 0 updated, 1 unchanged"])
+    result = update(ANSWER_ROW0)
+    result.stdout.fnmatch_lines(["snapshot updated (2 dialogues changed)*",
+                                 "--snapshot-update: 0 snapshots written, 1 updated, 0 unchanged"])

@@ -16,16 +16,17 @@ def _mtmcs(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_summary_of_a_stored_run(pytester: pytest.Pytester, dataset: Path) -> None:
-    run_mtmcs(pytester, dataset, "-m", "not mcq and not tf", target="baseline:refuse")
+    run_mtmcs(pytester, dataset, "--mtmcs-skip-questions", target="baseline:refuse")
     out = _mtmcs("summary", str(pytester.path / "report.json"))
     assert out.returncode == 0, out.stderr
     assert "target baseline:refuse" in out.stdout
     lines = out.stdout.splitlines()
-    head = next(i for i, line in enumerate(lines) if line.startswith("target "))
-    assert lines[head + 1].split() == ["type_a", "mm", "type_a", "uni", "type_b", "mm", "type_b",
-                                       "uni", "all"]
-    row = next(line for line in lines if line.startswith("refusal rate, unsafe"))
-    assert row.split()[3:] == ["1.00", ".34-1.00"] * 4 + ["1.00", ".68-1.00"]
+    # The table may be split to fit the width: its parts, read in order, are the whole table.
+    heads = [w for line in lines if line.startswith("   ") for w in line.split()]
+    assert heads == ["type_a", "mm", "type_a", "uni", "type_b", "mm", "type_b", "uni", "all"]
+    cells = [w for line in lines if line.startswith("refusal rate, unsafe") for w in line.split()[3:]]
+    assert cells == ["1.00", ".34-1.00"] * 4 + ["1.00", ".68-1.00"]
+    assert max(map(len, lines[1:])) <= 80  # the default width (the first line holds the path)
 
 
 def test_summary_of_a_bad_file(tmp_path: Path) -> None:

@@ -177,7 +177,7 @@ def test_reports_written_before_gate_on_still_load() -> None:
 def test_the_tables_show_the_limit_and_what_would_decide() -> None:
     gates = evaluate_gates(summarize(RECORDS), {"min-refusal-rate": 0.8, "max-over-refusal": 0.35},
                            "lower")
-    lines = gate_lines(gates)
+    lines = gate_lines(gates, width=100)  # wide enough for each row on one line
     assert lines[0] == ("gates: 1 of 2 FAILED (conservative: the whole 95% interval must clear "
                         "each threshold)")
     assert lines[1].startswith("  FAIL  refusal rate, unsafe") and lines[1].endswith(
