@@ -42,6 +42,14 @@ class _BadInput(Exception):
 
 
 
+
+def _width() -> int:
+    """The terminal's width (`COLUMNS` first, 80 when output is not a terminal): tables are
+    laid out to fit it, never cut."""
+    import shutil
+
+    return shutil.get_terminal_size((80, 24)).columns
+
 def _print(*values: object, file: TextIO | None = None) -> None:
     """print(), with text from reports and servers made inert (control characters escaped,
     secrets redacted): a report file is outside input like any other. A standard output closed
@@ -102,9 +110,11 @@ def _summary(path: Path) -> int:
     _print(f"{path}: target {report.target}, data {report.data}, created {report.created}")
     if report.rollout:
         _print(report.rollout)
-    for line in summary_lines(report.summary):
+    for line in summary_lines(report.summary, width=_width()):
         _print(line)
-    for line in gate_lines(report.gates):
+    if report.coverage is not None and report.coverage.partial:
+        _print(report.coverage.line())
+    for line in gate_lines(report.gates, width=_width()):
         _print(line)
     return 0
 
@@ -163,7 +173,7 @@ def _compare(args: argparse.Namespace) -> int:
                              label_a=f"{args.a.name}: {stack_label(*sa)}" if same else None,
                              label_b=f"{args.b.name}: {stack_label(*sb)}" if same else None)
         comparisons.append(cmp)
-        for line in comparison_lines(cmp):
+        for line in comparison_lines(cmp, width=_width()):
             _print(line)
         _print()
     if args.markdown:
@@ -179,7 +189,7 @@ def _compare(args: argparse.Namespace) -> int:
     if args.fail_on_regression is not None:
         checks = [c for cmp in comparisons
                   for c in regression_checks(cmp, alpha=args.fail_on_regression)]
-        for line, _ in baseline_lines(checks, [], str(args.a)):
+        for line, _ in baseline_lines(checks, [], str(args.a), width=_width()):
             _print(line)
         if not checks or any(c.regressed for c in checks):
             return 1
@@ -272,10 +282,10 @@ def _score(args: argparse.Namespace) -> int:
     models = sorted({t.model for t in transcripts})
     _print(f"{args.dir}: {len(dialogues)} dialogues, {len(questions)} intent questions, "
           f"models {', '.join(models)}" + (f", judge {args.judge}" if args.judge else ""))
-    for line in summary_lines(summary):
+    for line in summary_lines(summary, width=_width()):
         _print(line)
     if args.explain:
-        account = divergence_lines(summary)
+        account = divergence_lines(summary, width=_width())
         _print("why the release's figures differ from ours (replies read differently, by shape):"
                if account else "the release's readers and ours read every reply alike")
         for line in account:

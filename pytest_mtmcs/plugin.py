@@ -117,8 +117,11 @@ def pytest_testnodedown(node: object, error: object) -> None:
     # xdist controller: a worker finished; keep its model-server call counters for the report.
     mt = _session(node.config)  # type: ignore[attr-defined]
     output = getattr(node, "workeroutput", None)
-    if mt is not None and isinstance(output, dict) and output.get("mtmcs_calls"):
-        mt.worker_calls.append(output["mtmcs_calls"])
+    if mt is not None and isinstance(output, dict):
+        if output.get("mtmcs_calls"):
+            mt.worker_calls.append(output["mtmcs_calls"])
+        if isinstance(output.get("mtmcs_progress"), dict):
+            mt.worker_progress.append(output["mtmcs_progress"])
 
 
 @pytest.hookimpl(trylast=True)

@@ -64,6 +64,8 @@ class MtmcsSession:
         """Why the run stopped early: a model server down longer than --mtmcs-max-outage."""
         self.worker_calls: list[dict[str, dict[str, Any]]] = []
         """Call counters sent by xdist workers as they finish (controller only)."""
+        self.worker_progress: list[dict[str, object]] = []
+        """Rollout counters sent by xdist workers as they finish (controller only)."""
         self.coverage: RunCoverage | None = None
         """The selected benchmark's size (set by `load_cases`), then what of it ran."""
         self.summary: list[GroupSummary] | None = None
@@ -226,6 +228,8 @@ class MtmcsSession:
             output = getattr(self.config, "workeroutput", None)
             if output is not None:
                 output["mtmcs_calls"] = self.own_call_stats()
+                if self.engine is not None:
+                    output["mtmcs_progress"] = self.engine.progress.counts()
             return
         self._count_coverage()
         if self.records.measured:
@@ -268,6 +272,17 @@ class MtmcsSession:
         s = self.settings
         return (self.coverage is not None and self.coverage.partial and not s.allow_partial
                 and bool(s.gates or s.baseline))
+
+    def rollout_line(self) -> str | None:
+        """The rollout line: this process's engine's, or on the xdist controller the workers'
+        counters added up; None when nothing was rolled out."""
+        if self.engine is not None:
+            return self.engine.progress.line()
+        if self.worker_progress:
+            from pytest_mtmcs.rollout.progress import merged_line
+
+            return merged_line(self.worker_progress)
+        return None
 
     def own_call_stats(self) -> dict[str, dict[str, Any]]:
         """This process's counters of the HTTP model servers it called: role (`target`,
@@ -356,7 +371,7 @@ class MtmcsSession:
             target=self.settings.target, data=self.settings.data,
             settings={**asdict(self.settings),
                       "prompts": prompts_record(self.settings, self.prompts)},
-            rollout=self.engine.progress.line() if self.engine else None,
+            rollout=self.rollout_line(),
             judge=self.settings.judge or None, summary=tuple(summary),
             gates=tuple(self.gate_results), dialogues=tuple(dialogues), questions=tuple(questions),
             calls=self.call_stats(), coverage=self.coverage,

@@ -69,8 +69,8 @@ def write_summary(tr_: pytest.TerminalReporter, mt: MtmcsSession) -> None:
             tr.write_line(line)
     else:
         tr.section("mtmcs summary")
-        if mt.engine is not None:
-            tr.write_line(mt.engine.progress.line())
+        if (rollout := mt.rollout_line()) is not None:
+            tr.write_line(rollout)
         from pytest_mtmcs.targets.resilience import stats_line
 
         for role, stats in mt.call_stats().items():  # model servers: requests, retries

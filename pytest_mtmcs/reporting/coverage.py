@@ -71,4 +71,6 @@ def coverage_gate(cov: RunCoverage, target: str) -> GateResult:
     return GateResult(
         option=COVERAGE_OPTION, figure="coverage", label="benchmark items run", op=">=",
         threshold=1.0, target=target, guardrail="all", value=ran / total if total else 0.0,
-        ci=None, n=total, passed=False)
+        ci=None, n=total, passed=False,
+        reason=("gates judge the whole selected benchmark: pass --mtmcs-allow-partial to have "
+                "them judge this subset"))

@@ -216,8 +216,13 @@ def _gates(gates: Sequence[GateResult], names: dict[tuple[str, str], str]) -> st
              "–" if g.value is None else f"{g.value:.3f}",
              "" if g.ci is None else f"[{g.ci[0]:.3f}, {g.ci[1]:.3f}]", str(g.n)]
             for g in gates]
+    notes = [g.to_decide() for g in gates]
+    if any(notes):
+        for row, note in zip(rows, notes, strict=True):
+            row.append(_e(note or ""))
     return (f'<section id="gates"><h2>Gates</h2><p class="verdict">{verdict}</p>'
-            + _table(["", "gate", "stack", "figure", "95% interval", "n"], rows, "gates")
+            + _table(["", "gate", "stack", "figure", "95% interval", "n"]
+                     + (["why / to decide"] if any(notes) else []), rows, "gates")
             + "</section>")
 
 

@@ -125,13 +125,15 @@ def render_markdown(report: RunReport, *, comparisons: Sequence[Comparison] = ()
         lines += [f"**Gates: {outcome}**" + (f" ({reading})" if reading else ""), ""]
         # Under --mtmcs-gate-on lower|upper: the limit compared, and what more data would do.
         bounds = any(g.bound != "estimate" for g in report.gates)
+        notes = bounds or any(g.to_decide() for g in report.gates)
         lines += _table(["", "gate", "stack", "figure", "95% CI", "n"]
-                        + (["compared", "to decide"] if bounds else []), [
+                        + (["compared"] if bounds else []) + (["why / to decide"] if notes else []), [
             ["✅ PASS" if g.passed else "❌ FAIL", f"{g.label} {g.op} {g.threshold:g}",
              _md(names[(g.target, g.guardrail)]), "-" if g.value is None else f"{g.value:.3f}",
              "" if g.ci is None else f"[{g.ci[0]:.3f}, {g.ci[1]:.3f}]", g.n]
-            + ([f"{g.bound} {g.used_value:.3f}" if g.used_value is not None else "-",
-                g.to_decide() or ""] if bounds else [])
+            + ([f"{g.bound} {g.used_value:.3f}" if g.used_value is not None else "-"]
+               if bounds else [])
+            + ([_md(g.to_decide() or "")] if notes else [])
             for g in report.gates])
         lines.append("")
     if baseline or baseline_notes:

@@ -71,16 +71,29 @@ class Progress:
         eta = ""
         if self.done and self.done < self.total and self.finished is None:
             eta = f", ETA {elapsed / self.done * (self.total - self.done):.0f} s"
-        text = f"rollout {self.done}/{self.total} dialogues, {self.calls} calls"
+        text = f"rollout {self.done}/{self.total} dialogues, {self.calls} calls{self.answers()}"
+        return f"{text}, {rate:.1f} calls/s{eta}{_MODE_NOTE[self.mode]}"
+
+    def answers(self, *, shared: bool = True) -> str:
+        """Where the answers came from besides this run's calls, e.g. `, 864 answers from the
+        store (stored 2026-12-01), 12 shared in flight, judge 40 calls`."""
+        text = ""
         if self.stored:
             text += f", {self.stored} answers from the store ({self.stored_days()})"
-        if self.shared:
+        if self.shared and shared:
             text += f", {self.shared} shared in flight"
         if self.judge_calls:
             text += f", judge {self.judge_calls} calls"
         if self.helper_calls:
             text += f", guardrail helpers {self.helper_calls} calls"
-        return f"{text}, {rate:.1f} calls/s{eta}{_MODE_NOTE[self.mode]}"
+        return text
+
+    def counts(self) -> dict[str, object]:
+        """The counters an xdist worker sends the controller (see `merged_line`)."""
+        return {"calls": self.calls, "stored": self.stored, "shared": self.shared,
+                "stored_first": self.stored_first, "stored_last": self.stored_last,
+                "judge_calls": self.judge_calls, "helper_calls": self.helper_calls,
+                "mode": self.mode}
 
     def stored_days(self) -> str:
         """`stored 2026-12-01 to 2026-12-03` (`stored 2026-12-03` for one day), UTC days."""
@@ -93,3 +106,25 @@ class Progress:
 def utc_day(epoch: float) -> str:
     """The UTC day of an epoch time, e.g. `2026-12-03`."""
     return datetime.fromtimestamp(epoch, tz=timezone.utc).date().isoformat()
+
+
+def merged_line(parts: list[dict[str, object]]) -> str:
+    """The xdist controller's rollout line, from its workers' `Progress.counts()`. Every worker
+    queues every selected dialogue and the work queue has each rolled out by one of them, the
+    others reading its answers: so calls are added up (each was made once), answers from the
+    store are the most any worker read (each reads all of them), with their days, and answers
+    shared within the run are not shown (a worker reading another's counts them too)."""
+    total = Progress()
+    for part in parts:
+        for name in ("calls", "judge_calls", "helper_calls"):
+            setattr(total, name, getattr(total, name) + int(part.get(name) or 0))  # type: ignore[call-overload]
+        total.stored = max(total.stored, int(part.get("stored") or 0))  # type: ignore[call-overload]
+        for name, pick in (("stored_first", min), ("stored_last", max)):
+            value = part.get(name)
+            if isinstance(value, (int, float)):
+                mine = getattr(total, name)
+                setattr(total, name, value if mine is None else pick(mine, value))
+        if part.get("mode") in _MODE_NOTE:
+            total.mode = part["mode"]  # type: ignore[assignment]
+    return (f"rollout ({len(parts)} xdist workers): {total.calls} calls"
+            f"{total.answers(shared=False)}{_MODE_NOTE[total.mode]}")

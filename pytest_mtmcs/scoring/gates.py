@@ -90,9 +90,9 @@ class GateResult(BaseModel):
 
     def to_decide(self) -> str | None:
         """For a gate that failed on an interval limit, what more data would do, in words;
-        None for a gate that passed or compared its estimate. A gate on nothing measured gives
-        its `reason`, whatever it compared."""
-        if not self.passed and self.value is None:
+        None for a gate that passed or compared its estimate. A failed gate with a `reason` (on
+        nothing measured, or the coverage gate of a partial run) gives it, whatever it compared."""
+        if not self.passed and (self.value is None or self.reason):
             return self.reason or "nothing was measured"
         if self.passed or self.bound == "estimate":
             return None

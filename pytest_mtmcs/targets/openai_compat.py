@@ -235,9 +235,9 @@ class OpenAICompatTarget(Target):
                 if self._refused is not None:  # the key or model was refused: no more requests
                     raise self._refused
                 circuit.check(self.url)
-                replica = pool.take()
+                replica = pool.take(retry=last is not None)
                 while replica is None:  # every replica cooling down or at its limit
-                    replica = await pool.wait_take(circuit.time_left())
+                    replica = await pool.wait_take(circuit.time_left(), retry=last is not None)
                     if replica is None:
                         circuit.check(self.url)  # other calls' failures may have opened it
                 if last is not None:

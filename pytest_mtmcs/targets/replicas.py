@@ -11,6 +11,12 @@ one that can (a slot freed, a cool-down over).
 A pool of one replica never cools down: there is nowhere else to send the retry, and one
 call's fault would otherwise hold up every other call; its retry waits out its own backoff.
 
+A retry waits for a healthy replica (one whose last attempt succeeded) while there is one,
+even a busy one, rather than go to a replica that is failing and whose cool-down just ended:
+a dead server behind a slow survivor (a CPU server answers in seconds, the cool-downs start at
+one) would otherwise eat every retry of a call and fail it. Fresh calls still go to such a
+replica once its cool-down is over, which is how it is found back.
+
 The pool is plain state plus futures created in the running loop, so it can be built outside
 any event loop and used from the one the engine runs.
 """
@@ -78,14 +84,20 @@ class ReplicaPool:
     def _usable(self, r: Replica, now: float) -> bool:
         return r.out_until <= now and (not self.limit or r.in_flight < self.limit)
 
-    def can_fail_over(self, r: Replica) -> bool:
-        """True when a replica other than `r` could take an attempt right now."""
-        now = self._clock()
-        return any(x is not r and self._usable(x, now) for x in self.replicas)
+    def _eligible(self, r: Replica, retry: bool) -> bool:
+        """A retry goes only to healthy replicas while any replica is healthy."""
+        return not retry or r.streak == 0 or all(x.streak > 0 for x in self.replicas)
 
-    def pick(self) -> Replica | None:
+    def can_fail_over(self, r: Replica) -> bool:
+        """True when a replica other than `r` could take a retry right now."""
+        now = self._clock()
+        return any(x is not r and self._usable(x, now) and self._eligible(x, True)
+                   for x in self.replicas)
+
+    def pick(self, retry: bool = False) -> Replica | None:
         """The replica the next attempt goes to (least in flight, ties in turn), or None when
-        every one is cooling down or at its limit. Advances the round robin; reserves nothing."""
+        every one is cooling down or at its limit (for a `retry`, every healthy one, while
+        any is healthy). Advances the round robin; reserves nothing."""
         reps, now = self.replicas, self._clock()
         if len(reps) == 1:  # the common case: no choice to make
             r = reps[0]
@@ -96,7 +108,7 @@ class ReplicaPool:
         for k in range(n):
             i = (self._next + k) % n
             r = reps[i]
-            if not self._usable(r, now):
+            if not self._usable(r, now) or not self._eligible(r, retry):
                 continue
             if best is None or r.in_flight < best.in_flight:
                 best, best_i = r, i
@@ -104,25 +116,25 @@ class ReplicaPool:
             self._next = (best_i + 1) % n
         return best
 
-    def take(self) -> Replica | None:
-        """Reserve a slot on the replica `pick()` chooses; None when none is usable now, or
-        when calls are already waiting for one (first come, first served)."""
-        return None if self._waiters else self._take()
+    def take(self, retry: bool = False) -> Replica | None:
+        """Reserve a slot on the replica `pick(retry)` chooses; None when none is usable now,
+        or when calls are already waiting for one (first come, first served)."""
+        return None if self._waiters else self._take(retry)
 
-    def _take(self) -> Replica | None:
-        r = self.pick()
+    def _take(self, retry: bool = False) -> Replica | None:
+        r = self.pick(retry)
         if r is not None:
             r.in_flight += 1
             r.attempts += 1
             r.max_in_flight = max(r.max_in_flight, r.in_flight)
         return r
 
-    async def wait_take(self, max_wait_s: float) -> Replica | None:
+    async def wait_take(self, max_wait_s: float, retry: bool = False) -> Replica | None:
         """`take()`, else queue and wait (at most `max_wait_s`) for the next change that may
         free a replica (a finished attempt, the end of a cool-down), then try once more; None
         when that found none either. Callers loop, re-checking their own deadlines in between.
         Woken waiters try in the order they queued, before any newcomer."""
-        r = None if self._waiters else self._take()  # behind earlier waiters, if any
+        r = None if self._waiters else self._take(retry)  # behind earlier waiters, if any
         if r is not None:
             return r
         loop = asyncio.get_running_loop()
@@ -139,7 +151,7 @@ class ReplicaPool:
                 timer.cancel()
             if fut in self._waiters:
                 self._waiters.remove(fut)
-        r = self._take()
+        r = self._take(retry)
         if r is not None and self._waiters:
             self._wake_all()  # pass it on: a newcomer may have queued behind a free slot
         return r

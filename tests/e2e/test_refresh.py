@@ -139,6 +139,11 @@ def test_the_rollout_line_counts_answers_from_the_store_apart_from_shared_calls(
         # 16 dialogues of 3 replies and 32 intent answers, all from the store
         assert line.startswith("rollout 16/16 dialogues, 0 calls, 80 answers from the store "
                                "(stored 2026-12-01 to 2026-12-03), 0.0 calls/s"), line
+        # under xdist the controller adds up its workers' counters
+        line = _rollout_line(_run(pytester, dataset, srv, "-n", "2"))
+        assert srv.calls == []
+        assert line == ("rollout (2 xdist workers): 0 calls, 80 answers from the store "
+                        "(stored 2026-12-01 to 2026-12-03)"), line
 
 
 def _epoch(day: str) -> float:

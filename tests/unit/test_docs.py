@@ -333,3 +333,17 @@ def test_api_pages_name_modules_that_import() -> None:
     assert "pytest_mtmcs.targets.base" in modules and "pytest_mtmcs.hookspecs" in modules
     for module in modules:
         importlib.import_module(module)
+
+
+def test_the_module_map_lists_every_module_with_its_docstring() -> None:
+    """docs/architecture.md's module map is what scripts/module_map.py writes from the package."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("module_map", ROOT / "scripts" / "module_map.py")
+    assert spec is not None and spec.loader is not None
+    module_map = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module_map)
+    text = (DOCS / "architecture.md").read_text(encoding="utf-8")
+    assert "`invocation.py`" in text and "`rollout/engine.py`" in text
+    assert module_map.page_with_map(text) == text, (
+        "the module map in docs/architecture.md is out of date: run python scripts/module_map.py")
