@@ -30,6 +30,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 README = ROOT / "README.md"
 WORKFLOW = ROOT / "examples" / "github-actions.yml"
+WORKFLOWS = (WORKFLOW, ROOT / "examples" / "github-actions-cpu.yml")
+"""The CI recipes: vLLM on a GPU runner, `transformers serve` on a hosted CPU runner."""
 
 OPTION = re.compile(r"--mtmcs(?:-[a-z0-9]+)+")
 INI_KEY = re.compile(r"\bmtmcs_[a-z][a-z0-9_]*[a-z0-9]\b")
@@ -173,10 +175,11 @@ def test_the_readme_opens_with_the_commands_ci_runs() -> None:
 
 
 # ------------------------------------------------------------------------------- the CI recipe
-@pytest.fixture(scope="module")
-def workflow() -> dict[Any, Any]:
-    data = yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))
-    assert isinstance(data, dict), f"{rel(WORKFLOW)} is not a YAML mapping"
+@pytest.fixture(scope="module", params=WORKFLOWS, ids=[w.name for w in WORKFLOWS])
+def workflow(request: pytest.FixtureRequest) -> dict[Any, Any]:
+    path: Path = request.param
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert isinstance(data, dict), f"{rel(path)} is not a YAML mapping"
     return data
 
 
