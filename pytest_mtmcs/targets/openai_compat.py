@@ -8,6 +8,7 @@ Specs (parsed in `openai_spec.py`):
     openai+file:replicas.txt:MODEL        replicas listed in a file, one URL a line (`#` comments)
     ...:MODEL?images=no                   the model is text-only (captions or skips, never images)
     ...:MODEL?images=probe                ask the server once, before the run, if it sees images
+    ...:MODEL?adaptive=no                 no fewer calls in flight for a slow server (`adaptive.py`)
 
 Images travel as base64 `data:` URIs in `image_url` parts; the history keeps the model's own
 replies as `assistant` messages. The API key is read, when the target is built, from the
@@ -26,10 +27,9 @@ wrong: `ServerRefused` (exit 4) at once, and every later call of the run fails w
 a request; so does a 400 or 422 whose words reject the model name (`transformers serve`: "Server
 is pinned to '...'"), and the message lists the server's models (GET /models) when it can. Any
 other 4xx fails at once. The server's words are read from every common error shape
-(`openai_http.error_text`). A replica that fails sits out a cool-down while its
-retry goes to another (see `replicas.py`). When no call has succeeded for longer than
-`max_outage_s`, calls raise OutageError at once (see `resilience.py`). Counters are in
-`target.stats`.
+(`openai_http.error_text`). A replica that fails sits out a cool-down while its retry goes to
+another (see `replicas.py`). When no call has succeeded for longer than `max_outage_s`, calls
+raise OutageError at once (see `resilience.py`). Counters are in `target.stats`.
 """
 
 from __future__ import annotations
@@ -96,17 +96,16 @@ class OpenAICompatTarget(Target):
     """
 
     def __init__(self, model: str, base_url: str | None, options: TargetOptions, *,
-                 clock: Callable[[], float] = time.monotonic, images: str = "yes") -> None:
+                 clock: Callable[[], float] = time.monotonic, images: str = "yes",
+                 adaptive: bool = True) -> None:
         """`clock`: the monotonic clock of the outage circuit and the replicas' cool-downs
         (tests inject one). `images`: `yes` (send them), `no` (the model is text-only) or
         `probe` (ask the server, once, before the first image is needed; `openai_images.py`)."""
         check_options(options)
         if images not in ("yes", "no", "probe"):
             raise SpecError(f"images={images!r}: expected yes, no or probe")
-        self.images = images
-        """How images are treated: yes, no (text-only) or probe."""
-        self.probe: ImageProbe | None = None
-        """The image probe's verdict once it ran (images=probe)."""
+        self.images = images  # yes, no (text-only) or probe
+        self.probe: ImageProbe | None = None  # the image probe's verdict once it ran
         self.model = model
         self.base_url = base_url
         self.options = options
@@ -115,7 +114,8 @@ class OpenAICompatTarget(Target):
         """The replica URLs (one for a plain spec)."""
         self._pool = ReplicaPool(self.replicas, per_replica_limit=options.replica_concurrency,
                                  cooldown_base_s=options.cooldown_base_s,
-                                 cooldown_cap_s=options.cooldown_cap_s, clock=clock)
+                                 cooldown_cap_s=options.cooldown_cap_s, clock=clock,
+                                 adaptive=adaptive)
         self._circuit = OutageCircuit(options.max_outage_s, clock=clock)
         self._stats = CallStats()
         self._rng = random.Random()
@@ -167,12 +167,14 @@ class OpenAICompatTarget(Target):
     def stats(self) -> dict[str, Any]:
         """A JSON-ready snapshot of the counters: calls, ok, failed, attempts, retries,
         retries_by_reason (e.g. {"http_503": 2, "timeout": 1}), failures_by_reason,
-        outage_errors, cut_replies, and replicas (url -> attempts, failures, cooldowns,
-        max_in_flight)."""
+        outage_errors, cut_replies, sent (generation settings as sent -> calls), replicas
+        (url -> attempts, failures, cooldowns, max_in_flight), images (the mode, and the
+        probe's finding) and lowered (when and why the calls in flight were, if they were)."""
         images = {"mode": self.images}
         if self.probe is not None:
             images["probe"] = self.probe.detail
-        return {**self._stats.as_dict(), "replicas": self._pool.as_dict(), "images": images}
+        lowered = {"lowered": text} if (text := self._pool.lowered()) else {}
+        return {**self._stats.as_dict(), "replicas": self._pool.as_dict(), "images": images, **lowered}
 
     def _client_for(self, r: Replica) -> Any:
         if r.client is None:
@@ -243,10 +245,12 @@ class OpenAICompatTarget(Target):
                 if last is not None:
                     stats.retries[last.reason] += 1
                 stats.attempts += 1
+                sent_at = time.perf_counter()
                 try:
                     parsed = await self._attempt(replica, data)
                 except _Failed as failed:
-                    pool.release(replica, ok=False, retry_after_s=failed.retry_after)
+                    pool.release(replica, ok=False, retry_after_s=failed.retry_after,
+                                 timed_out=failed.reason == "timeout")
                     circuit.failure()
                     stats.failures[failed.reason] += 1
                     last = failed
@@ -254,7 +258,8 @@ class OpenAICompatTarget(Target):
                     pool.release(replica, ok=None)
                     raise
                 else:
-                    pool.release(replica, ok=True)
+                    pool.release(replica, ok=True, latency_s=time.perf_counter() - sent_at,
+                                 size=params.max_tokens, tokens=parsed.completion_tokens)
                     circuit.success()
                     stats.ok += 1
                     stats.cut += parsed.cut_at is not None
@@ -388,7 +393,7 @@ class OpenAICompatTarget(Target):
 
 def from_spec(rest: str, options: TargetOptions) -> OpenAICompatTarget:
     """Factory for `openai:MODEL`, `openai+URL:MODEL`, `openai+URL1|URL2:MODEL` and
-    `openai+file:PATH:MODEL`, each optionally ending in `?images=yes|no|probe`."""
-    rest, images = split_options(rest)
+    `openai+file:PATH:MODEL`, each optionally ending in `?images=yes|no|probe&adaptive=yes|no`."""
+    rest, images, adaptive = split_options(rest)
     base_url, model = parse_rest(rest)
-    return OpenAICompatTarget(model, base_url, options, images=images)
+    return OpenAICompatTarget(model, base_url, options, images=images, adaptive=adaptive)

@@ -12,7 +12,9 @@ error body cannot act on a terminal wherever the message is shown.
 a 200 that is not a usable chat completion: HTML, not UTF-8, not JSON, no choices, a message
 whose content is null (and no refusal). `error_text` reads the message of an error answer in
 every common shape; `rejects_model` tells an answer that rejects the model name (a
-configuration error) and `model_ids` reads the list of a GET /models.
+configuration error) and `model_ids` reads the list of a GET /models (`served_models` asks
+for it). `to_openai_messages` is a conversation in the wire format; `within` bounds a whole
+attempt in time.
 """
 
 from __future__ import annotations

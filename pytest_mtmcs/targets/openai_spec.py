@@ -11,7 +11,13 @@ not parse, is a SpecError that shows a correct spec.
 A spec may end in `?images=MODE` (`split_options`): how the target treats images. `yes` (the
 default) sends them; `no` declares the model text-only (multimodal dialogues read the caption
 with --mtmcs-caption-for-text, else are skipped); `probe` asks the server once, before the run,
-whether it sees images at all (`openai_images.py`). A model name never holds '?'.
+whether it sees images at all (`openai_images.py`). `?adaptive=no` (options join with '&')
+keeps the calls in flight at --mtmcs-concurrency instead of adapting them to the server
+(`adaptive.py`). A model name never holds '?'.
+
+The rest of a target's configuration is checked here too, before anything is sent: the API key
+(`read_key`: from the environment, registered as a secret) and the retry and replica settings
+(`check_options`).
 """
 
 from __future__ import annotations
@@ -86,25 +92,35 @@ def _split_model(last: str, spec: str) -> tuple[str, str]:
     return url, rest[1:].strip()
 
 
-def split_options(rest: str) -> tuple[str, str]:
-    """(the spec's rest without its options, the image mode) from `...?images=MODE`; SpecError
-    quoting an unknown option or mode and the allowed ones. Without options the mode is `yes`."""
+def split_options(rest: str) -> tuple[str, str, bool]:
+    """(the spec's rest without its options, the image mode, whether the calls in flight adapt)
+    from `...?images=MODE&adaptive=yes|no`; SpecError quoting an unknown option or value and
+    the allowed ones. Without options: `yes`, True."""
     head, sep, query = rest.rpartition("?")
     if not sep or ":" in query or "/" in query:  # no options (a '?' inside a URL is its query)
-        return rest, "yes"
-    mode = "yes"
+        return rest, "yes", True
+    mode, adaptive = "yes", True
     for item in query.split("&"):
         key, eq, value = item.partition("=")
-        if key.strip() != "images" or not eq:
-            raise SpecError(f"target spec 'openai{rest}': unknown option {item!r}; the one option "
-                            f"is images={'|'.join(IMAGE_MODES)}, e.g. "
-                            "openai+http://127.0.0.1:8000/v1:MODEL?images=no")
-        mode = value.strip().lower()
+        key, value = key.strip(), value.strip().lower()
+        if key == "adaptive" and eq:
+            if value not in ("yes", "no"):
+                raise SpecError(f"target spec 'openai{rest}': adaptive={value!r} is not one of yes, "
+                                "no (yes: fewer calls in flight when the server's latency grows "
+                                "with them; no: always --mtmcs-concurrency)")
+            adaptive = value == "yes"
+            continue
+        if key != "images" or not eq:
+            raise SpecError(f"target spec 'openai{rest}': unknown option {item!r}; the options "
+                            f"are images={'|'.join(IMAGE_MODES)} and adaptive=yes|no, e.g. "
+                            "openai+http://127.0.0.1:8000/v1:MODEL?images=no&adaptive=no")
+        mode = value
         if mode not in IMAGE_MODES:
-            raise SpecError(f"target spec 'openai{rest}': images={value!r} is not one of "
-                            f"{', '.join(IMAGE_MODES)} (yes: send images; no: the model is "
-                            "text-only; probe: ask the server before the run whether it sees them)")
-    return head, mode
+            raise SpecError(f"target spec 'openai{rest}': images={item.partition('=')[2].strip()!r} "
+                            f"is not one of {', '.join(IMAGE_MODES)} (yes: send images; no: the "
+                            "model is text-only; probe: ask the server before the run whether it "
+                            "sees them)")
+    return head, mode, adaptive
 
 
 def parse_rest(rest: str) -> tuple[str | None, str]:

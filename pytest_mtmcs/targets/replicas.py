@@ -17,6 +17,11 @@ a dead server behind a slow survivor (a CPU server answers in seconds, the cool-
 one) would otherwise eat every retry of a call and fail it. Fresh calls still go to such a
 replica once its cool-down is over, which is how it is found back.
 
+Each replica may also carry an `AdaptiveLimit` (`adaptive=True`): the calls it may have in
+flight, lowered when its latency grows with them or its calls time out (a single-stream
+server), raised again when it keeps up; a replica at its limit is passed over like one at
+`per_replica_limit`. It is per replica since replicas can be unlike servers.
+
 The pool is plain state plus futures created in the running loop, so it can be built outside
 any event loop and used from the one the engine runs.
 """
@@ -29,6 +34,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from pytest_mtmcs.targets.adaptive import AdaptiveLimit
 
 
 @dataclass(eq=False)  # compared by identity: each is one server's mutable state
@@ -53,6 +60,8 @@ class Replica:
     """Times it was taken out of the rotation."""
     max_in_flight: int = 0
     """The most attempts it had in flight at once."""
+    adaptive: AdaptiveLimit | None = None
+    """Its adaptive limit of calls in flight (None: off)."""
 
     def as_dict(self) -> dict[str, Any]:
         """Its counters, JSON-ready."""
@@ -70,11 +79,12 @@ class ReplicaPool:
 
     def __init__(self, urls: Sequence[str], *, per_replica_limit: int = 0,
                  cooldown_base_s: float = 1.0, cooldown_cap_s: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, adaptive: bool = False) -> None:
         if not urls:
             raise ValueError("ReplicaPool needs at least one URL")
-        self.replicas = [Replica(u) for u in urls]
         self.limit = max(0, per_replica_limit)
+        self.replicas = [Replica(u, adaptive=AdaptiveLimit(self.limit or None, clock=clock)
+                                 if adaptive else None) for u in urls]
         self.cooldown_base_s = cooldown_base_s
         self.cooldown_cap_s = cooldown_cap_s
         self._clock = clock
@@ -82,7 +92,8 @@ class ReplicaPool:
         self._waiters: list[asyncio.Future[None]] = []
 
     def _usable(self, r: Replica, now: float) -> bool:
-        return r.out_until <= now and (not self.limit or r.in_flight < self.limit)
+        return (r.out_until <= now and (not self.limit or r.in_flight < self.limit)
+                and (r.adaptive is None or r.adaptive.admits()))
 
     def _eligible(self, r: Replica, retry: bool) -> bool:
         """A retry goes only to healthy replicas while any replica is healthy."""
@@ -127,6 +138,8 @@ class ReplicaPool:
             r.in_flight += 1
             r.attempts += 1
             r.max_in_flight = max(r.max_in_flight, r.in_flight)
+            if r.adaptive is not None:
+                r.adaptive.take()
         return r
 
     async def wait_take(self, max_wait_s: float, retry: bool = False) -> Replica | None:
@@ -156,11 +169,18 @@ class ReplicaPool:
             self._wake_all()  # pass it on: a newcomer may have queued behind a free slot
         return r
 
-    def release(self, r: Replica, *, ok: bool | None, retry_after_s: float | None = None) -> None:
+    def release(self, r: Replica, *, ok: bool | None, retry_after_s: float | None = None,
+                latency_s: float | None = None, size: int | None = None,
+                tokens: int | None = None, timed_out: bool = False) -> None:
         """End an attempt on `r`: `ok=True` a success (back in rotation at once), `ok=False` a
         retryable failure (cool-down unless it is the only replica), `ok=None` neither (a
-        non-retryable answer, or the call was cancelled)."""
+        non-retryable answer, or the call was cancelled). The adaptive limit, if any, judges
+        a success's `latency_s` (`size`: max_tokens asked, `tokens`: completion tokens) and a
+        `timed_out` failure."""
         r.in_flight -= 1
+        if r.adaptive is not None:
+            r.adaptive.release(latency_s if ok else None, size=size, tokens=tokens,
+                               timed_out=timed_out)
         if ok:
             r.streak = 0
             r.out_until = 0.0
@@ -187,6 +207,15 @@ class ReplicaPool:
     def as_dict(self) -> dict[str, dict[str, Any]]:
         """url -> that replica's counters."""
         return {r.url: r.as_dict() for r in self.replicas}
+
+    def lowered(self) -> str | None:
+        """What the adaptive limits lowered (`AdaptiveLimit.lowered`), each replica's named
+        when there are several; None when none was lowered."""
+        said = [(r.url, r.adaptive.lowered()) for r in self.replicas if r.adaptive is not None]
+        said = [(url, text) for url, text in said if text]
+        if len(self.replicas) == 1 or not said:
+            return said[0][1] if said else None
+        return "; ".join(f"{url}: {text}" for url, text in said)
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:

@@ -33,7 +33,7 @@ from typing import IO, TYPE_CHECKING, Any, cast
 
 from pytest_mtmcs.testing.faults import FAULT_KINDS, FaultKind, FaultPlan
 from pytest_mtmcs.testing.scripts import add_arguments, reply_from_args
-from pytest_mtmcs.testing.transport import HOST, Abort, MockHTTPServer, Reset, Send, check_host
+from pytest_mtmcs.testing.transport import HOST, Abort, MockHTTPServer, Reset, Send, Turns, check_host
 from pytest_mtmcs.testing.wire import ReplyFn, chat_completion, default_reply, drip_answer, fault_answer
 
 if TYPE_CHECKING:
@@ -95,9 +95,11 @@ class MockOpenAIServer:
 
     def __init__(self, reply: ReplyFn | None = None, latency_s: float = 0.0, jitter_s: float = 0.0,
                  faults: FaultPlan | None = None, model_name: str = "mock", *, host: str = HOST,
-                 port: int = 0, log_path: str | None = None, record_calls: bool = True) -> None:
+                 port: int = 0, log_path: str | None = None, record_calls: bool = True,
+                 serial: bool = False) -> None:
         """`log_path`: append one JSON line per finished call; `record_calls=False` keeps no
-        bodies in memory (`calls` stays empty; counters, faults and holds still work)."""
+        bodies in memory (`calls` stays empty; counters, faults and holds still work); `serial`:
+        answer one call at a time, the others queue (in flight), like a single-stream server."""
         check_host(host)
         if latency_s < 0 or jitter_s < 0:
             raise ValueError(f"latency_s and jitter_s must be >= 0, got {latency_s!r}, {jitter_s!r}")
@@ -107,6 +109,7 @@ class MockOpenAIServer:
         """The fault plan in force; may be swapped while running."""
         self._port, self._log_path, self._record = port, log_path, record_calls
         self._cv = threading.Condition()
+        self._turns = Turns(serial)
         self._stopping = threading.Event()
         self._rng = random.Random()
         self._calls: list[RecordedCall] = []
@@ -337,6 +340,7 @@ class _Backend:
             body = None
         call = mock._begin(body if isinstance(body, dict) else {}, headers, raw)
         status, completed = 0, False
+        mock._turns.take()
         try:
             if not mock._wait_hold(call) or mock._stopping.wait(mock._delay()):
                 raise Abort
@@ -362,6 +366,7 @@ class _Backend:
             completed = send(status, payload, extra,
                              on_last_write=lambda: mock._mark_answered(call, status), pace=pace)
         finally:
+            mock._turns.done()
             mock._finish(call, status, completed)
 
 

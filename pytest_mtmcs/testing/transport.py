@@ -46,6 +46,28 @@ def check_host(host: str) -> str:
 
 
 
+class Turns:
+    """Calls served one at a time in arrival order when `serial` (a single-stream server's
+    queue), else all at once: `take()` waits for this call's turn, `done()` ends it."""
+
+    def __init__(self, serial: bool) -> None:
+        self.serial = serial
+        self._cv = threading.Condition()
+        self._issued = self._serving = 0
+
+    def take(self) -> None:
+        if self.serial:
+            with self._cv:
+                ticket, self._issued = self._issued, self._issued + 1
+                self._cv.wait_for(lambda: self._serving == ticket)
+
+    def done(self) -> None:
+        if self.serial:
+            with self._cv:
+                self._serving += 1
+                self._cv.notify_all()
+
+
 class Send(Protocol):
     """`ChatHandler`'s answer writer: status, JSON payload (or raw bytes), extra headers (a
     `Content-Type` among them replaces application/json), a callback run just before the last

@@ -94,6 +94,8 @@ def test_judged_scores_match_hand_computed_values(pytester: pytest.Pytester, dat
     assert recs["type_a-0000-multimodal-safe"]["rubric"] == "helpfulness/multimodal"
     assert recs["type_b-0000-unimodal-unsafe"]["rubric"] == "safety_awareness/type_b/unimodal"
     result.stdout.fnmatch_lines(["*judge's reply could not be read as a 1-5 safety-awareness score*"])
+    # the error quotes the start of what the judge said
+    result.stdout.fnmatch_lines(["*(counted as unparsed); it replied 'I cannot decide on this one.'"])
 
     # the judge's requests: rubric as system message, caption and R1..A3 layout, no image
     assert len(calls) == 16
