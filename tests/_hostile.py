@@ -257,14 +257,19 @@ def jsonl_prefix_on_folder(tmp: Path) -> Case:
 
 
 # ------------------------------------------------------------------------------ captions
+def file_or_folder(path: Path, content: bytes | None) -> Path:
+    """`path` as a file holding `content`, or as a folder when `content` is None."""
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    return path
+
+
 def captions(content: bytes | None) -> Builder:
     def build(tmp: Path) -> Case:
         ds = good_dataset(tmp)
-        cap = tmp / "caps.json"
-        if content is None:
-            cap.mkdir()
-        else:
-            cap.write_bytes(content)
+        cap = file_or_folder(tmp / "caps.json", content)
         why = {None: "is a directory", b"[\"a picture\"]": "got a JSON list",
                b'{"0": 7}': "expected a caption string"}.get(content, "not UTF-8")
         return Case(data_args(ds, f"--mtmcs-captions={cap}"), ["caps.json", why])
@@ -275,11 +280,7 @@ def captions(content: bytes | None) -> Builder:
 def baseline(content: bytes | None, why: str) -> Builder:
     def build(tmp: Path) -> Case:
         ds = good_dataset(tmp)
-        base = tmp / "base.json"
-        if content is None:
-            base.mkdir()
-        else:
-            base.write_bytes(content)
+        base = file_or_folder(tmp / "base.json", content)
         return Case(data_args(ds, f"--mtmcs-baseline={base}"), ["--mtmcs-baseline", "base.json", why])
     return build
 

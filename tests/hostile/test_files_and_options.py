@@ -163,6 +163,17 @@ PLUGIN_CASES: dict[str, Builder] = {
 }
 
 
+def assert_usage_error(result: pytest.RunResult, case: Case) -> str:
+    """The run stopped with exit 4, its message has every expected fragment and no traceback;
+    returns its whole output."""
+    out = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, out
+    for fragment in case.expect:
+        assert fragment in out, f"{fragment!r} not in:\n{out}"
+    assert_no_traceback(out)
+    return out
+
+
 @pytest.mark.parametrize("build", list(PLUGIN_CASES.values()), ids=list(PLUGIN_CASES))
 def test_hostile_input_stops_the_run_before_any_call(pytester: pytest.Pytester, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch,
@@ -176,11 +187,7 @@ def test_hostile_input_stops_the_run_before_any_call(pytester: pytest.Pytester, 
         pytester.makefile(".ini", pytest=case.ini)
     result = pytester.runpytest("--mtmcs", "--mtmcs-target=baseline:refuse",
                                 f"--mtmcs-store={store}", *case.args)
-    out = result.stdout.str() + result.stderr.str()
-    assert result.ret == pytest.ExitCode.USAGE_ERROR, out
-    for fragment in case.expect:
-        assert fragment in out, f"{fragment!r} not in:\n{out}"
-    assert_no_traceback(out)
+    out = assert_usage_error(result, case)
     assert "\x1b]" not in out and "\x1b[2J" not in out  # nothing from a file acts on the terminal
     assert digest(store.parent) == before  # the store is untouched, nothing beside it appeared
     assert not list(tmp_path.rglob("*.tmp")) and not list(pytester.path.rglob("*.tmp"))
@@ -319,9 +326,5 @@ def test_hostile_input_under_xdist(pytester: pytest.Pytester, tmp_path: Path, na
     case = PLUGIN_CASES[name](tmp_path)
     result = pytester.runpytest_subprocess("-n", "2", "--mtmcs", "--mtmcs-target=baseline:refuse",
                                            f"--mtmcs-store={store}", *case.args)
-    out = result.stdout.str() + result.stderr.str()
-    assert result.ret == pytest.ExitCode.USAGE_ERROR, out
-    for fragment in case.expect:
-        assert fragment in out, f"{fragment!r} not in:\n{out}"
-    assert_no_traceback(out)
+    assert_usage_error(result, case)
     assert digest(store.parent) == before

@@ -106,20 +106,25 @@ def test_server_text_is_redacted_and_inert(secret: str) -> None:
     assert error_text(b'{"detail": "Not Found"}', "") == "Not Found"
 
 
+def _ask_once(srv: MockOpenAIServer, cap: int) -> tuple[OpenAICompatTarget, Any]:
+    """One call, without retries, to a target that keeps `cap` characters of a reply."""
+    t = OpenAICompatTarget("m", srv.base_url, TargetOptions(max_reply_chars=cap, retries=0))
+
+    async def go() -> Any:
+        try:
+            return await t.respond((user("q"),), GenParams(temperature=0.0, max_tokens=8))
+        finally:
+            await t.aclose()
+    return t, asyncio.run(go())
+
+
 def test_the_body_is_read_only_up_to_its_bound() -> None:
     """A server sending 20 MB for a cap of 1,000 characters: the reply is cut at the cap, and
     the client hung up long before the body's end (the server could not finish writing it)."""
     cap = 1000
     plan = FaultPlan.always("oversized", oversized_bytes=20 * 1024 * 1024)
     with MockOpenAIServer(faults=plan) as srv:
-        t = OpenAICompatTarget("m", srv.base_url, TargetOptions(max_reply_chars=cap, retries=0))
-
-        async def go() -> Any:
-            try:
-                return await t.respond((user("q"),), GenParams(temperature=0.0, max_tokens=8))
-            finally:
-                await t.aclose()
-        reply = asyncio.run(go())
+        t, reply = _ask_once(srv, cap)
         srv.wait_for_calls(1)
         srv.stop()  # every handler done: the call's outcome is final
         [call] = srv.calls
@@ -135,14 +140,7 @@ def test_a_compressed_bomb_is_inflated_only_up_to_the_bound() -> None:
     cap = 1000
     plan = FaultPlan.always("gzip_bomb", oversized_bytes=20 * 1024 * 1024)
     with MockOpenAIServer(faults=plan) as srv:
-        t = OpenAICompatTarget("m", srv.base_url, TargetOptions(max_reply_chars=cap, retries=0))
-
-        async def go() -> Any:
-            try:
-                return await t.respond((user("q"),), GenParams(temperature=0.0, max_tokens=8))
-            finally:
-                await t.aclose()
-        reply = asyncio.run(go())
+        _, reply = _ask_once(srv, cap)
         [call] = srv.calls
     assert call.headers["accept-encoding"] == "identity"
     assert reply.cut_at == cap and reply.text.startswith("A" * 63 + " ")
