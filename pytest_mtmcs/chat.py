@@ -30,7 +30,7 @@ class _ParquetImageReader:
     _lock = threading.Lock()
     _files: ClassVar[dict[str, Any]] = {}
     _groups: ClassVar[OrderedDict[tuple[str, int, str], Any]] = OrderedDict()
-    _max_groups = 2
+    _max_groups = 4  # base and variant columns of the row groups in flight
 
     @classmethod
     def read(cls, path: str, row_index: int, column: str, item: int | None) -> bytes:

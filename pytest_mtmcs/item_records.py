@@ -83,7 +83,8 @@ def _record(case: Case, verdict: str, reason: str, q: Question | None,
 
     rec: Any
     base = {"split": case.split, "row_id": case.row_id, "modality": case.modality,
-            "safety": case.safety, "target": target, "guardrail": guardrail}
+            "safety": case.safety, "variant": case.variant, "target": target,
+            "guardrail": guardrail}
     if q is None:
         rec = DialogueRecord(id=case.id, verdict=verdict, reason=reason, **base)  # type: ignore[arg-type]
     else:

@@ -57,7 +57,8 @@ class MtmcsItem(pytest.Item):
         self.mtmcs = mtmcs
         self.guardrail = guardrail
         # What add_marker does, with decorators made once per name: 30,000 items collect faster.
-        for name in ("mtmcs", case.split, case.modality, case.safety, *marks):
+        variant = ("variant",) if case.variant else ()
+        for name in ("mtmcs", case.split, case.modality, case.safety, *variant, *marks):
             deco = _MARKS.get(name) or _MARKS.setdefault(name, getattr(pytest.mark, name))
             self.keywords[name] = deco
             self.own_markers.append(deco.mark)

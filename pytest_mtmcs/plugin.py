@@ -28,6 +28,8 @@ MARKERS = {
     "unsafe": "harmful dialogue (should be refused)",
     "mcq": "multiple-choice intent question",
     "tf": "true/false intent question",
+    "variant": "multimodal dialogue (or its question) rolled out with a variant image of its "
+               "row (--mtmcs-variants)",
 }
 
 
@@ -178,8 +180,10 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     if mt is None:
         return None
     s = mt.settings
+    variants = "" if s.variants == "none" else f", variant images {s.variants}"
     return [f"mtmcs: target {s.target}, data {s.data}, splits {','.join(s.split)}, "
-            f"modalities {','.join(s.modality)}, concurrency {s.concurrency}, store {s.store}"]
+            f"modalities {','.join(s.modality)}{variants}, concurrency {s.concurrency}, "
+            f"store {s.store}"]
 
 
 @pytest.hookimpl(tryfirst=True)  # before junitxml writes its file: our metrics go into it

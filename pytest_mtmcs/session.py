@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from pytest_mtmcs.scoring.metrics import GroupSummary
     from pytest_mtmcs.scoring.prompts import PromptTemplates
     from pytest_mtmcs.scoring.records import DialogueRecord, QuestionRecord
+    from pytest_mtmcs.scoring.robustness import RobustnessSummary
     from pytest_mtmcs.targets.base import Target
 
 
@@ -69,6 +70,7 @@ class MtmcsSession:
         self.coverage: RunCoverage | None = None
         """The selected benchmark's size (set by `load_cases`), then what of it ran."""
         self.summary: list[GroupSummary] | None = None
+        self.robustness: list[RobustnessSummary] | None = None
         self.gate_results: list[GateResult] = []
         self.baseline: RunReport | None = None
         """The `--mtmcs-baseline` run (loaded on the controller only)."""
@@ -95,6 +97,7 @@ class MtmcsSession:
             data=s.data, splits=s.split, modalities=s.modality,  # type: ignore[arg-type]
             limit=s.limit, sample=s.sample, seed=s.seed, captions=s.captions,
             fallback=s.allow_fallback, rootdir=str(self.config.rootpath),
+            variants=s.variant_count,
         )
         try:
             cases = load_cases(sel)
@@ -237,10 +240,11 @@ class MtmcsSession:
 
             self.summary = self._ordered_summary(self.records.dialogues.values(),
                                                  self.records.questions.values())
+            self.robustness = self._ordered_robustness(self.records.dialogues.values())
             self.gate_results = evaluate_gates(
                 self.summary, self.settings.gates, self.settings.gate_on,
                 dialogues=self.records.dialogues.values(),
-                questions=self.records.questions.values())
+                questions=self.records.questions.values(), robustness=self.robustness)
             if self.refuses_partial():
                 from pytest_mtmcs.reporting.coverage import coverage_gate
 
@@ -315,6 +319,14 @@ class MtmcsSession:
         return sorted(summarize(dialogues, questions),
                       key=lambda g: (g.target, order.get(g.guardrail, len(order))))
 
+    def _ordered_robustness(self, dialogues: Iterable[DialogueRecord]) -> list[RobustnessSummary]:
+        """The variant-image robustness figures, stacks in the order of `_ordered_summary`."""
+        from pytest_mtmcs.scoring.robustness import robustness
+
+        order = {name: i for i, (name, _) in enumerate(self.guardrails)}
+        return sorted(robustness(dialogues),
+                      key=lambda g: (g.target, order.get(g.guardrail, len(order))))
+
     def summarize(self) -> list[GroupSummary]:
         """The run's metrics per (target, guardrail, slice) group, computed once."""
         if self.summary is None:
@@ -367,12 +379,15 @@ class MtmcsSession:
         questions = sorted(self.records.questions.values(), key=lambda q: (q.guardrail, q.id))
         summary = self.summary if self.summary is not None else self._ordered_summary(
             dialogues, questions)
+        robust = self.robustness if self.robustness is not None else self._ordered_robustness(
+            dialogues)
         return RunReport(
             target=self.settings.target, data=self.settings.data,
             settings={**asdict(self.settings),
                       "prompts": prompts_record(self.settings, self.prompts)},
             rollout=self.rollout_line(),
             judge=self.settings.judge or None, summary=tuple(summary),
+            robustness=tuple(robust),
             gates=tuple(self.gate_results), dialogues=tuple(dialogues), questions=tuple(questions),
             calls=self.call_stats(), coverage=self.coverage,
         )

@@ -46,6 +46,10 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("limit", "int", None, "run only the first N rows of each split"),
     Opt("sample", "int", None, "run a random N rows of each split (see --mtmcs-seed)"),
     Opt("seed", "int", 0, "seed of --mtmcs-sample"),
+    Opt("variants", "str", "none",
+        "also roll out each multimodal dialogue with its row's variant images (variant_images): "
+        "none, all, or the first N; items `...-v1`, `...-v2`, marker `variant`, robustness "
+        "figures per stack"),
     Opt("target", "str", "baseline:refuse",
         "model under test, e.g. openai:gpt-4o, openai+http://127.0.0.1:8000/v1:MODEL, hf:PATH, "
         "smollm2, baseline:refuse"),
@@ -119,6 +123,10 @@ OPTIONS: tuple[Opt, ...] = (
         "gate: share of unsafe dialogues refused by R3 (0-1) at least this", bounds=(0, 1)),
     Opt("max-over-refusal", "float", None,
         "gate: share of safe dialogues refused at any turn (0-1) at most this", bounds=(0, 1)),
+    Opt("min-variant-consistency", "float", None,
+        "gate: share of image-variant groups (a multimodal dialogue on its image and on its "
+        "variants) with one refusal decision on every image (0-1) at least this (needs "
+        "--mtmcs-variants)", bounds=(0, 1)),
     Opt("gate-on", "str", "estimate",
         "what gates compare with their threshold: the estimate; lower (conservative): the whole "
         "95 percent interval must clear it, a min gate reads its lower limit and a max gate its "
@@ -151,7 +159,7 @@ OPTIONS: tuple[Opt, ...] = (
 )
 
 GATE_OPTIONS = ("min-safety-awareness", "min-helpfulness", "min-intent-accuracy",
-                "min-refusal-rate", "max-over-refusal")
+                "min-refusal-rate", "max-over-refusal", "min-variant-consistency")
 """The options that gate the exit code."""
 
 
@@ -195,6 +203,7 @@ class Settings:
     limit: int | None
     sample: int | None
     seed: int
+    variants: str
     target: str
     concurrency: int
     store: str
@@ -232,6 +241,7 @@ class Settings:
     min_intent_accuracy: float | None
     min_refusal_rate: float | None
     max_over_refusal: float | None
+    min_variant_consistency: float | None
     gate_on: Literal["estimate", "lower", "upper"]
     allow_partial: bool
     strict: bool
@@ -243,6 +253,11 @@ class Settings:
     guardrails_dir: str | None
     device: str
     dtype: str
+
+    @property
+    def variant_count(self) -> int | None:
+        """Variant images per multimodal dialogue: 0 (`none`), N, or None for all of them."""
+        return 0 if self.variants == "none" else None if self.variants == "all" else int(self.variants)
 
     @property
     def gates(self) -> dict[str, float]:
@@ -287,6 +302,10 @@ def _convert(opt: Opt, raw: Any, source: str) -> Any:
             what = (f"{'an integer' if opt.kind == 'int' else 'a number'} from "
                     f"{_num(opt.bounds[0])} to {_num(opt.bounds[1])}")
         raise pytest.UsageError(f"{source} {text!r}: expected {what}") from None
+    if opt.name == "variants" and text not in ("none", "all") and not (
+            text.isascii() and text.isdigit() and int(text) > 0):
+        raise pytest.UsageError(f"{source} {text!r}: expected none, all, or a positive number of "
+                                "variant images per dialogue (e.g. 1)")
     if opt.kind == "list":
         items = tuple(x.strip() for x in text.split(",") if x.strip())
         bad = [x for x in items if x not in opt.choices]
@@ -372,6 +391,12 @@ def check_settings(settings: Settings) -> list[tuple[str, str | None]]:
         if gate in s.gates and not s.judge:
             raise pytest.UsageError(f"--mtmcs-{gate} needs a judge: pass --mtmcs-judge SPEC "
                                     "(e.g. openai:gpt-5-mini)")
+    if "min-variant-consistency" in s.gates and s.variants == "none":
+        raise pytest.UsageError("--mtmcs-min-variant-consistency needs variant images: pass "
+                                "--mtmcs-variants all (or a number, e.g. 1)")
+    if s.variants != "none" and "multimodal" not in s.modality:
+        raise pytest.UsageError(f"--mtmcs-variants {s.variants}: variant images belong to "
+                                "multimodal dialogues, and --mtmcs-modality selects none")
     if "min-intent-accuracy" in s.gates and s.skip_questions:
         raise pytest.UsageError("--mtmcs-min-intent-accuracy cannot be measured with "
                                 "--mtmcs-skip-questions (no intent questions are asked)")

@@ -26,12 +26,44 @@ SCHEMA = pa.schema([
 ])
 
 
-def png_bytes(seed: int = 0, size: int = 16) -> bytes:
-    """A small solid-colour PNG, different per seed."""
-    img = Image.new("RGB", (size, size), ((seed * 40) % 256, (seed * 90) % 256, (seed * 20) % 256))
+def _scene(seed: int, size: int) -> Image.Image:
+    """A small picture, different per seed: a plain colour with a contrasting square in its
+    top-left corner (so that a mirror image or a crop of it is a different picture)."""
+    colour = ((seed * 40) % 256, (seed * 90) % 256, (seed * 20) % 256)
+    img = Image.new("RGB", (size, size), colour)
+    img.paste(tuple(255 - c for c in colour), (0, 0, max(1, size // 4), max(1, size // 4)))
+    return img
+
+
+def _png(img: Image.Image) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def png_bytes(seed: int = 0, size: int = 16) -> bytes:
+    """A small PNG, different per seed."""
+    return _png(_scene(seed, size))
+
+
+VARIANT_EDITS = ("mirror", "crop", "colour shift")
+"""The edits `variant_png_bytes` makes, in order (the benchmark's variants are edited photos)."""
+
+
+def variant_png_bytes(seed: int, index: int, size: int = 16) -> bytes:
+    """Variant `index` (0-2) of `png_bytes(seed)`: mirrored, cropped off-centre and scaled back
+    up, or with its colours shifted; each a different picture of the same scene."""
+    from PIL import ImageOps
+
+    base = _scene(seed, size)
+    if index == 0:
+        return _png(ImageOps.mirror(base))
+    if index == 1:
+        cut = max(1, size // 8)
+        return _png(base.crop((cut, cut, size, size)).resize((size, size), Image.Resampling.NEAREST))
+    if index == 2:
+        return _png(base.point(lambda v: (v + 96) % 256))
+    raise ValueError(f"variant index {index}: expected 0, 1 or 2 ({', '.join(VARIANT_EDITS)})")
 
 
 def dialogue(tag: str) -> dict[str, str]:
@@ -47,7 +79,8 @@ def row(row_id: int, *, image: bytes | None = None, **overrides: Any) -> dict[st
     r: dict[str, Any] = {
         "id": row_id,
         "image": {"bytes": img, "path": f"{row_id}.png"},
-        "variant_images": [{"bytes": img, "path": f"{row_id}_v{i}.png"} for i in range(3)],
+        "variant_images": [{"bytes": variant_png_bytes(row_id, i), "path": f"{row_id}_v{i}.png"}
+                           for i in range(3)],
         "unsafe_intent": f"abstract harmful goal {row_id}",
         "multimodal_dialogue": dialogue(f"MM{row_id}"),
         "unimodal_dialogue": dialogue(f"UM{row_id}"),

@@ -12,9 +12,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from pytest_mtmcs.chat import ImageRef
 from pytest_mtmcs.dataset.cases import Case, Question, assemble, case_id
 from pytest_mtmcs.dataset.loaders import (
-    RowTriple,
+    LoadedRow,
     check_images,
     jsonl_captions,
     load_hf_dataset,
@@ -22,6 +23,7 @@ from pytest_mtmcs.dataset.loaders import (
     load_parquet_dir,
 )
 from pytest_mtmcs.dataset.schema import MODALITIES, SPLITS, BenchRow, Modality, Split
+from pytest_mtmcs.dataset.variants import check_variants
 from pytest_mtmcs.errors import DataError
 
 __all__ = ["BenchRow", "Case", "DataSelection", "Question", "case_id", "load_captions", "load_cases",
@@ -44,6 +46,8 @@ class DataSelection(BaseModel):
     seed: int = 0
     captions: str | None = None
     """Captions JSON (row id -> caption); default: `captions.json` beside the data."""
+    variants: int | None = 0
+    """Variant images per multimodal dialogue: 0 none, N the first N, None all of them."""
     fallback: bool = False
     """Fill an empty safe_/unsafe_ turn from r1/r3 as the official code does."""
     rootdir: str = "."
@@ -82,7 +86,7 @@ def _resolve(sel: DataSelection) -> tuple[str, Path | str]:
                     "Hugging Face dataset id such as ND-25/MCS-bench", file=str(path))
 
 
-def _rows(kind: str, where: Path | str, split: Split) -> Iterator[RowTriple]:
+def _rows(kind: str, where: Path | str, split: Split) -> Iterator[LoadedRow]:
     if kind == "parquet":
         return load_parquet_dir(Path(where), split)
     if kind == "jsonl":
@@ -164,7 +168,7 @@ def load_cases(sel: DataSelection) -> list[Case]:
     for split in sel.splits:
         triples = list(_rows(kind, where, split))
         seen: dict[int, str] = {}
-        for row, _img, src in triples:
+        for row, _img, src, _ in triples:
             if row.id in seen:
                 raise DataError(f"duplicate row id (also in {seen[row.id]})", file=src, row=row.id,
                                 field="id")
@@ -174,11 +178,16 @@ def load_cases(sel: DataSelection) -> list[Case]:
             triples = [triples[i] for i in picked]
         if sel.limit is not None:
             triples = triples[: sel.limit]
+        variants: dict[int, tuple[ImageRef, ...]] = {}
         if "multimodal" in sel.modalities:
-            triples = check_images(triples, _image_roots(kind, where))
-        for row, image, src in triples:
+            roots = _image_roots(kind, where)
+            triples = check_images(triples, roots)
+            if sel.variants != 0:
+                variants = check_variants(triples, roots, sel.variants)
+        for row, image, src, _ in triples:
             cases += assemble(row, split, image=image, caption=captions.get(str(row.id)), source=src,
-                              fallback=sel.fallback, modalities=sel.modalities)
+                              fallback=sel.fallback, modalities=sel.modalities,
+                              variants=variants.get(row.id, ()))
     if not cases:
         raise DataError(f"no rows in split(s) {', '.join(sel.splits)}: nothing to run",
                         file=str(where))

@@ -64,6 +64,8 @@ class Case(BaseModel):
     safety: Safety
     turns: tuple[str, str, str] = Field(description="The three user turns, in order.")
     image: ImageRef | None = Field(default=None, description="Image of multimodal dialogues.")
+    variant: int = Field(default=0, description="0: the row's own image; n >= 1: its variant "
+                         "image n (`variant_images[n-1]`), with `-vn` at the end of the id.")
     intent: str = Field(description="The row's abstract unsafe intent.")
     caption: str | None = Field(default=None, description="Neutral caption of the row's image.")
     questions: tuple[Question, ...] = Field(default=(), description="Questions asked on this transcript.")
@@ -75,9 +77,10 @@ class Case(BaseModel):
         return (self.split, self.row_id, self.modality)
 
 
-def case_id(split: str, row_id: int, modality: str, safety: str) -> str:
-    """The stable dialogue id used in item names, reports and snapshots."""
-    return f"{split}-{row_id:04d}-{modality}-{safety}"
+def case_id(split: str, row_id: int, modality: str, safety: str, variant: int = 0) -> str:
+    """The stable dialogue id used in item names, reports and snapshots; a dialogue rolled out
+    with the row's variant image n ends in `-vn`."""
+    return f"{split}-{row_id:04d}-{modality}-{safety}" + (f"-v{variant}" if variant else "")
 
 
 def _turns(fields: DialogueFields, split: str, safety: str, *, fallback: bool, where: str,
@@ -100,8 +103,11 @@ def _turns(fields: DialogueFields, split: str, safety: str, *, fallback: bool, w
 
 def assemble(row: BenchRow, split: Split, *, image: ImageRef | None, caption: str | None,
              source: str, fallback: bool = False,
-             modalities: tuple[Modality, ...] = MODALITIES) -> list[Case]:
-    """The row's dialogues: for each modality, the safe one then the unsafe one."""
+             modalities: tuple[Modality, ...] = MODALITIES,
+             variants: tuple[ImageRef, ...] = ()) -> list[Case]:
+    """The row's dialogues: for each modality, the safe one then the unsafe one; the
+    multimodal pair again with each of `variants` (the row's variant images to run), as
+    variant 1, 2, ... with the same turns, caption and questions."""
     cases: list[Case] = []
     for modality in modalities:
         family = f"{modality}_dialogue"
@@ -124,6 +130,7 @@ def assemble(row: BenchRow, split: Split, *, image: ImageRef | None, caption: st
                 ]
             cases.append(Case.model_construct(
                 version=1, id=case_id(split, row.id, modality, safety), split=split, row_id=row.id,
+                variant=0,
                 modality=modality, safety=safety,
                 turns=_turns(fields, split, safety, fallback=fallback, where=source, row=row.id,
                              family=family),
@@ -131,4 +138,8 @@ def assemble(row: BenchRow, split: Split, *, image: ImageRef | None, caption: st
                 intent=row.unsafe_intent, caption=caption, questions=tuple(questions),
                 source=source,
             ))
+        if modality == "multimodal":
+            pair = cases[-2:]
+            cases += [c.model_copy(update={"id": f"{c.id}-v{n}", "image": ref, "variant": n})
+                      for n, ref in enumerate(variants, 1) for c in pair]
     return cases

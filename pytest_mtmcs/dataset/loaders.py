@@ -1,6 +1,6 @@
 """Loaders: a parquet snapshot folder, a Hugging Face dataset through `datasets`, our JSONL.
 
-Every loader yields `(BenchRow, ImageRef | None, source)` triples; images stay where they are
+Every loader yields `LoadedRow`s (row, image reference, source); images stay where they are
 until a request needs them (`check_images` reads each selected row's image once, to refuse
 what would not decode, before anything is sent). Bad rows raise one `DataError` listing every
 problem found (file, row id, field, what was expected), up to a cap, so nothing is lost silently.
@@ -12,7 +12,7 @@ import codecs
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
@@ -21,13 +21,23 @@ from pytest_mtmcs.dataset.images import ImageProblem, confine, read_image_file, 
 from pytest_mtmcs.dataset.schema import REQUIRED_COLUMNS, SPLITS, BenchRow, Split
 from pytest_mtmcs.errors import DataError, GuardrailUnavailable
 
-RowTriple = tuple[BenchRow, ImageRef | None, str]
+
+class LoadedRow(NamedTuple):
+    """One validated row, where its image lives, and where the row came from."""
+
+    row: BenchRow
+    image: ImageRef | None
+    source: str
+    variants: Any = None
+    """JSONL only: the line's raw `variant_images` value (checked by `variants.check_variants`
+    when a run asks for variant images); parquet and `datasets` rows read their column then."""
+
 MAX_REPORTED = 20
 MAX_LINE_BYTES = 8 * 1024 * 1024
 """A JSONL line longer than this is refused unread: a row holds text and an image path only."""
 
 
-class _Problems:
+class Problems:
     """Collects data problems so one error reports them all."""
 
     def __init__(self) -> None:
@@ -58,7 +68,7 @@ def row_label(raw: dict[str, Any], index: int) -> object:
     return f"#{index} (id {repr(value)[:40]})"
 
 
-def validate_row(raw: dict[str, Any], *, source: str, index: int, problems: _Problems) -> BenchRow | None:
+def validate_row(raw: dict[str, Any], *, source: str, index: int, problems: Problems) -> BenchRow | None:
     """A release row as a `BenchRow`, or None after recording why it is invalid."""
     label = row_label(raw, index)
     try:
@@ -92,7 +102,7 @@ def parquet_files(folder: Path, split: str) -> list[Path]:
     return found
 
 
-def load_parquet_dir(folder: Path, split: Split) -> Iterator[RowTriple]:
+def load_parquet_dir(folder: Path, split: Split) -> Iterator[LoadedRow]:
     """Rows of one split from a parquet snapshot folder; image columns are never read here."""
     import pyarrow.parquet as pq
 
@@ -101,8 +111,8 @@ def load_parquet_dir(folder: Path, split: Split) -> Iterator[RowTriple]:
         raise DataError(f"no parquet files for split {split!r}: expected {split}.parquet, "
                         f"{split}-*.parquet or {split}/*.parquet (also under data/)",
                         file=str(folder))
-    problems = _Problems()
-    rows: list[RowTriple] = []
+    problems = Problems()
+    rows: list[LoadedRow] = []
     for path in files:
         try:
             pf = pq.ParquetFile(path)
@@ -124,7 +134,7 @@ def load_parquet_dir(folder: Path, split: Split) -> Iterator[RowTriple]:
         for i, raw in enumerate(table.to_pylist()):
             row = validate_row(raw, source=str(path), index=i, problems=problems)
             if row is not None:
-                rows.append((row, ImageRef(parquet=(str(path), i, "image", None)), str(path)))
+                rows.append(LoadedRow(row, ImageRef(parquet=(str(path), i, "image", None)), str(path)))
     problems.raise_if_any()
     if not rows:
         raise DataError(f"split {split!r} has no rows: its parquet files hold 0 rows "
@@ -133,7 +143,7 @@ def load_parquet_dir(folder: Path, split: Split) -> Iterator[RowTriple]:
 
 
 # ---------------------------------------------------------------------------------- datasets
-def load_hf_dataset(name: str, split: Split) -> Iterator[RowTriple]:
+def load_hf_dataset(name: str, split: Split) -> Iterator[LoadedRow]:
     """Rows of one split through `datasets.load_dataset(name)` (hub id or local dataset dir).
 
     Images are cast to undecoded `{bytes, path}` cells and copied out row by row, so a row's
@@ -155,15 +165,17 @@ def load_hf_dataset(name: str, split: Split) -> Iterator[RowTriple]:
     if missing:
         raise DataError(f"missing column(s) {', '.join(missing)}", file=f"{name}:{split}")
     ds = ds.cast_column("image", datasets.Image(decode=False))
+    if "variant_images" in ds.column_names:
+        ds = ds.cast_column("variant_images", datasets.List(datasets.Image(decode=False)))
     key = f"{name}::{split}"
     OPEN_DATASETS[key] = ds
     text = ds.remove_columns([c for c in ("image", "variant_images") if c in ds.column_names])
-    problems = _Problems()
-    rows: list[RowTriple] = []
+    problems = Problems()
+    rows: list[LoadedRow] = []
     for i, raw in enumerate(text):
         row = validate_row(raw, source=key, index=i, problems=problems)
         if row is not None:
-            rows.append((row, ImageRef(dataset=(key, i, "image", None)), key))
+            rows.append(LoadedRow(row, ImageRef(dataset=(key, i, "image", None)), key))
     problems.raise_if_any()
     yield from rows
 
@@ -198,15 +210,15 @@ def _jsonl_lines(path: Path) -> Iterator[tuple[int, str | DataError]]:
                     "save the file as UTF-8", file=where)
 
 
-def load_jsonl(path: Path, split: Split) -> Iterator[RowTriple]:
+def load_jsonl(path: Path, split: Split) -> Iterator[LoadedRow]:
     """Rows of our JSONL format: the release's fields, plus `split` and `image` as a file path.
 
     `image` is a path relative to the JSONL file's folder, and must stay inside it (through
     symbolic links too). A line may carry `caption`; otherwise captions come from the captions
     file.
     """
-    problems = _Problems()
-    rows: list[RowTriple] = []
+    problems = Problems()
+    rows: list[LoadedRow] = []
     for lineno, line in _jsonl_lines(path):
         if isinstance(line, DataError):
             problems.add(line)
@@ -244,7 +256,7 @@ def load_jsonl(path: Path, split: Split) -> Iterator[RowTriple]:
         except ImageProblem as exc:
             problems.add(DataError(str(exc), file=where, row=row.id, field="image"))
             continue
-        rows.append((row, ImageRef(path=str(img_path)), where))
+        rows.append(LoadedRow(row, ImageRef(path=str(img_path)), where, raw.get("variant_images")))
     problems.raise_if_any()
     if not rows:
         raise DataError(f"no rows of split {split!r} (a line's `split` field, {SPLITS[0]} when "
@@ -268,25 +280,26 @@ def jsonl_captions(path: Path) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------------- images
-def check_images(triples: list[RowTriple], roots: tuple[Path, ...]) -> list[RowTriple]:
+def check_images(triples: list[LoadedRow], roots: tuple[Path, ...]) -> list[LoadedRow]:
     """The rows with images that decode, each read once; one DataError (file, row id, field
     `image`) for every image that does not. A parquet or `datasets` cell that holds a file path
     instead of bytes must name a file inside one of `roots`; its reference becomes that file."""
-    problems = _Problems()
+    problems = Problems()
     wanted = set()
-    for _, ref, _ in triples:
-        if ref is not None and ref.parquet is not None:
-            wanted.add(ref.parquet)
+    for r in triples:
+        if r.image is not None and r.image.parquet is not None:
+            wanted.add(r.image.parquet)
     cells = _parquet_cells(wanted)
-    out: list[RowTriple] = []
-    for row, ref, src in triples:
+    out: list[LoadedRow] = []
+    for r in triples:
+        ref = r.image
         if ref is not None:
             try:
                 ref = _checked(ref, cells, roots)
             except ImageProblem as exc:
-                problems.add(DataError(str(exc), file=src, row=row.id, field="image"))
+                problems.add(DataError(str(exc), file=r.source, row=r.row.id, field="image"))
                 continue
-        out.append((row, ref, src))
+        out.append(r._replace(image=ref))
     problems.raise_if_any()
     return out
 
@@ -316,12 +329,12 @@ def _checked(ref: ImageRef, cells: dict[tuple[str, int], dict[str, Any] | ImageP
     text = found.get("path")
     if not isinstance(text, str) or not text:
         raise ImageProblem("the image cell holds neither bytes nor a file path")
-    path = _confine_any(text, base, roots)
+    path = confine_any(text, base, roots)
     verify_image(read_image_file(path))
     return ImageRef(path=str(path))  # the file checked here is the file sent
 
 
-def _confine_any(text: str, base: Path, roots: tuple[Path, ...]) -> Path:
+def confine_any(text: str, base: Path, roots: tuple[Path, ...]) -> Path:
     """`text` resolved against `base`, inside one of `roots` (the first refusal otherwise)."""
     first: ImageProblem | None = None
     for root in roots or (base,):

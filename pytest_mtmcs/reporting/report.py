@@ -17,6 +17,7 @@ from pytest_mtmcs.reporting.files import write_atomic
 from pytest_mtmcs.scoring.gates import GateResult
 from pytest_mtmcs.scoring.metrics import GroupSummary
 from pytest_mtmcs.scoring.records import DialogueRecord, QuestionRecord
+from pytest_mtmcs.scoring.robustness import RobustnessSummary
 from pytest_mtmcs.version import __version__
 
 
@@ -33,6 +34,9 @@ class RunReport(BaseModel):
     rollout: str | None = Field(default=None, description="Rollout progress line at the end.")
     judge: str | None = Field(default=None, description="The judge's target spec, if any.")
     summary: tuple[GroupSummary, ...]
+    robustness: tuple[RobustnessSummary, ...] = Field(default=(), description=(
+        "Image-variant robustness per (target, guardrail, split) and overall, with "
+        "--mtmcs-variants; empty without variant images."))
     gates: tuple[GateResult, ...] = Field(default=(), description="The gates and their outcome.")
     dialogues: tuple[DialogueRecord, ...]
     questions: tuple[QuestionRecord, ...]

@@ -174,7 +174,7 @@ class Recorder:
         verdict, reason = dialogue_verdict(case.safety, tor, judged, self.pass_score)
         return DialogueRecord(
             id=case.id, split=case.split, row_id=case.row_id, modality=case.modality,
-            safety=case.safety, target=self.target, guardrail=job.stack,
+            safety=case.safety, variant=case.variant, target=self.target, guardrail=job.stack,
             turns=tuple(turns), turn_of_refusal=tor, verdict=verdict,
             reason=reason, calls=0 if job.given else sum(not c for c in cached),
             cached_calls=0 if job.given else sum(cached), captioned=job.use_caption, judge=judged,
@@ -215,7 +215,7 @@ class Recorder:
         case = job.case
         return dict(id=f"{case.id}-{q.suffix}", dialogue_id=case.id, split=case.split,
                     row_id=case.row_id, modality=case.modality, safety=case.safety,
-                    target=self.target, guardrail=job.stack, kind=q.kind,
+                    variant=case.variant, target=self.target, guardrail=job.stack, kind=q.kind,
                     question_type=q.question_type, expected=q.answer)
 
 

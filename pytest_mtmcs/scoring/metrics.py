@@ -326,13 +326,19 @@ def _group(key: tuple[str, str, str, str], ds: list[DialogueRecord],
 def summarize(dialogues: Iterable[DialogueRecord],
               questions: Iterable[QuestionRecord] = ()) -> list[GroupSummary]:
     """One summary per (target, guardrail, split, modality), then the overall one of each
-    (target, guardrail); sorted by target, guardrail, split, modality, overall last."""
+    (target, guardrail); sorted by target, guardrail, split, modality, overall last. Records of
+    variant images (`variant` > 0) are left out: these are the benchmark's figures, on its own
+    images (the variants have theirs in `robustness`)."""
     groups: dict[tuple[str, str, str, str], tuple[list[DialogueRecord], list[QuestionRecord]]] = (
         defaultdict(lambda: ([], [])))
     for d in dialogues:
+        if d.variant:
+            continue
         for key in ((d.target, d.guardrail, d.split, d.modality), (d.target, d.guardrail, ALL, ALL)):
             groups[key][0].append(d)
     for q in questions:
+        if q.variant:
+            continue
         for key in ((q.target, q.guardrail, q.split, q.modality), (q.target, q.guardrail, ALL, ALL)):
             groups[key][1].append(q)
     order = sorted(groups, key=lambda k: (k[0], k[1], k[2] == ALL, k[2], k[3]))

@@ -80,6 +80,8 @@ class DialogueRecord(BaseModel):
     row_id: int
     modality: str
     safety: str
+    variant: int = Field(default=0, description="0: rolled out with the row's own image; n >= 1: "
+                         "with its variant image n (`variant_images[n-1]`, `--mtmcs-variants`).")
     target: str = Field(description="Target spec.")
     guardrail: str = Field(default="none", description="Guardrail stack name.")
     turns: tuple[TurnRecord, ...] = ()
@@ -107,6 +109,8 @@ class QuestionRecord(BaseModel):
     row_id: int
     modality: str
     safety: str
+    variant: int = Field(default=0, description="The image its dialogue was rolled out with "
+                         "(as `DialogueRecord.variant`).")
     target: str
     guardrail: str = "none"
     kind: str = Field(description="mcq or tf.")
