@@ -1,6 +1,6 @@
 """Rollout speed against a local OpenAI-compatible load server, measured in one run.
 
-    python bench/rollout_speed.py [--rows 250] [--latency 0.2] [--concurrency 32]
+    python bench/rollout_speed.py [--rows 250] [--latency 0.2] [--concurrency 32] [--variants]
 
 Prints one markdown table for the README:
 - bare:   a bare asyncio loop making the same distinct calls (growing history, image on the
@@ -13,6 +13,8 @@ Prints one markdown table for the README:
           per call to the same number of calls (so the speed-up is a ratio from this run);
 - ideal:  calls x latency / concurrency.
 The load server runs in its own process so it does not share the client's GIL.
+With `--variants`, both sides also roll out every multimodal dialogue on each of its row's
+variant images (`--mtmcs-variants all`): the ratio to the bare loop should stay the same.
 """
 
 from __future__ import annotations
@@ -118,27 +120,28 @@ def measured(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> Me
     return Measured(m["wall"], m["rc"], res.stdout, res.stderr, m["maxrss_kib"] / 1024, m["cpu"])
 
 
-def work_units(data: Path) -> tuple[list[tuple[list[str], list[str], str | None]], int]:
+def work_units(data: Path, variants: bool = False
+               ) -> tuple[list[tuple[list[str], list[str], str | None]], int]:
     """The distinct calls the protocol needs, as units the bare loop rolls out in order.
 
     A unit is (shared prefix turns, branch turns, image URI): Type A's safe and unsafe
     dialogues share R1 and R2, so they form one unit ([r1, r2], [safe_r3, unsafe_r3]), 4 calls;
     each Type B dialogue is its own unit ([r1, r2, r3], []), 3 calls. Returns the units and the
-    number of dialogues.
+    number of dialogues. With `variants`, the multimodal pairs on each variant image too.
     """
     from pytest_mtmcs.chat import data_uri
     from pytest_mtmcs.dataset import DataSelection, load_cases
 
-    cases = load_cases(DataSelection(data=str(data)))
-    uris: dict[int, str] = {}
-    pairs: dict[tuple[str, int, str], list] = {}
+    cases = load_cases(DataSelection(data=str(data), variants=None if variants else 0))
+    uris: dict[tuple[int, int], str] = {}
+    pairs: dict[tuple[str, int, str, int], list] = {}
     for c in cases:
-        pairs.setdefault(c.pair_key, []).append(c)
+        pairs.setdefault((*c.pair_key, c.variant), []).append(c)
     units = []
-    for (_split, row, _mod), pair in pairs.items():
+    for (_split, row, _mod, variant), pair in pairs.items():
         uri = None
         if pair[0].image is not None:
-            uri = uris.get(row) or uris.setdefault(row, data_uri(pair[0].image))
+            uri = uris.get((row, variant)) or uris.setdefault((row, variant), data_uri(pair[0].image))
         safe, unsafe = pair
         if safe.turns[:2] == unsafe.turns[:2]:
             units.append((list(safe.turns[:2]), [safe.turns[2], unsafe.turns[2]], uri))
@@ -201,11 +204,13 @@ def main() -> None:
     ap.add_argument("--latency", type=float, default=0.2)
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--serial-dialogues", type=int, default=20)
+    ap.add_argument("--variants", action="store_true",
+                    help="also roll out every multimodal dialogue on its variant images")
     a = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="mtmcs-bench-"))
     data = synth.build(tmp / "data", a.rows, ROOT / "fixtures" / "mtmcs-sample", None)
-    work, n_dialogues = work_units(data)
+    work, n_dialogues = work_units(data, a.variants)
     n_calls = sum(len(p) + len(b) for p, b, _ in work)
     ideal = n_calls * a.latency / a.concurrency
     server, url = start_server(a.latency)
@@ -224,6 +229,7 @@ def main() -> None:
         cmd = [sys.executable, "-m", "pytest", "--mtmcs", f"--mtmcs-data={data}",
                f"--mtmcs-target=openai+{url}:bench", f"--mtmcs-concurrency={a.concurrency}",
                f"--mtmcs-store={tmp / 'store.sqlite'}", "--mtmcs-skip-questions",
+               *(["--mtmcs-variants=all"] if a.variants else []),
                "-p", "no:cacheprovider", "-q", "--tb=no", "-rN", str(tmp)]
         timed([sys.executable, "-m", "pytest", "--co", "-q", "-p", "no:cacheprovider",
                "--mtmcs", f"--mtmcs-data={data}", str(tmp)], tmp)  # warm-up: bytecode caches
@@ -251,7 +257,8 @@ def main() -> None:
         ("the same with every failure printed (default output)", f"{warm_full:.1f} s"),
         (f"pytest, {n_dialogues} trivial parametrized tests, `--tb=no -rN`", f"{trivial:.1f} s"),
     ]
-    print(f"latency {a.latency * 1000:.0f} ms, concurrency {a.concurrency}, {os.cpu_count()} CPUs; "
+    print(f"latency {a.latency * 1000:.0f} ms, concurrency {a.concurrency}, {os.cpu_count()} CPUs, "
+          f"variant images {'all' if a.variants else 'none'}; "
           f"last pytest line: {cold_tail}\n")
     print("| measure | value |\n| --- | --- |")
     for k, v in rows:

@@ -131,8 +131,14 @@ def skip_reason(case: Case, target: Target, caption_for_text: bool) -> str | Non
     """Why a case is not run with `target`, or None. A multimodal case is skipped when the
     target reads no images (`supports_images` False: a text-only model, a spec declaring it
     text-only, or a server whose image probe found it rejecting or dropping images, the
-    target's `text_only_reason` saying which) and the caption may not stand in for them."""
+    target's `text_only_reason` saying which) and the caption may not stand in for them. A
+    variant-image case is skipped whenever the caption stands in for the image: the row's one
+    caption would make it the base dialogue again."""
     if case.modality == "multimodal" and not target.supports_images:
+        if case.variant and caption_for_text:
+            why = getattr(target, "text_only_reason", None) or f"{target.spec} is text-only"
+            return (f"{why}: it reads the row's caption in place of the image, so variant image "
+                    f"{case.variant} would change nothing; skipped")
         if not caption_for_text:
             why = getattr(target, "text_only_reason", None) or f"{target.spec} is text-only"
             return (f"{why}: multimodal dialogue skipped "

@@ -100,6 +100,8 @@ def _load(path: Path) -> RunReport:
 
 
 def _summary(path: Path) -> int:
+    from pytest_mtmcs.reporting.names import stack_names
+    from pytest_mtmcs.reporting.robustness_views import robustness_lines
     from pytest_mtmcs.reporting.terminal import gate_lines, summary_lines
 
     try:
@@ -111,6 +113,9 @@ def _summary(path: Path) -> int:
     if report.rollout:
         _print(report.rollout)
     for line in summary_lines(report.summary, width=_width()):
+        _print(line)
+    names = stack_names([(g.target, g.guardrail) for g in report.summary])
+    for line in robustness_lines(report.robustness, width=_width(), names=names):
         _print(line)
     if report.coverage is not None and report.coverage.partial:
         _print(report.coverage.line())

@@ -24,6 +24,8 @@ def pytest_mtmcs_select_cases(config: pytest.Config, cases: list[Case]) -> list[
     is configured: implement it in a conftest.py that pytest loads before that (the rootdir's, or
     one beside the test paths given), or in a plugin. The cases it returns are the benchmark
     the run measures: a run that leaves some of them unrun (`-k`, `--lf`, `-x`) is partial.
+    With `--mtmcs-variants`, the list holds the variant-image dialogues too (`case.variant`
+    >= 1, ids ending in `-vN`), each right after its row's multimodal pair.
 
     Example, in a conftest.py, to run only the Type A dialogues of rows 0-99::
 

@@ -58,14 +58,21 @@ def write_summary(tr_: pytest.TerminalReporter, mt: MtmcsSession) -> None:
         _write_unmeasured(tr, mt)
         return
     from pytest_mtmcs.reporting.names import stack_names
+    from pytest_mtmcs.reporting.robustness_views import robustness_lines, robustness_quiet_lines
     from pytest_mtmcs.reporting.terminal import gate_table, quiet_lines, summary_lines
 
     summary = mt.summarize()
+    robustness = mt.robustness or []
     quiet = mt.config.get_verbosity() < 0
     width = terminal_width(mt.config)
+    # Every table names a stack as the summary does (names made over every stack).
+    names = stack_names([(g.target, g.guardrail) for g in summary]
+                        + [(g.target, g.guardrail) for g in mt.gate_results])
     if quiet:
         tr.write_sep("-", "mtmcs")
         for line in quiet_lines(summary, width=width):
+            tr.write_line(line)
+        for line in robustness_quiet_lines(robustness, width=width, names=names):
             tr.write_line(line)
     else:
         tr.section("mtmcs summary")
@@ -79,11 +86,10 @@ def write_summary(tr_: pytest.TerminalReporter, mt: MtmcsSession) -> None:
             tr.write_line(f"judge {mt.settings.judge}, pass score {mt.settings.pass_score}")
         for line in summary_lines(summary, width=width):
             tr.write_line(line)
+        for line in robustness_lines(robustness, width=width, names=names):
+            tr.write_line(line)
     if mt.coverage is not None and mt.coverage.partial:
         tr.write_line(mt.coverage.line(), yellow=not mt.refuses_partial(), red=mt.refuses_partial())
-    # Gate rows name their stack as the tables above do (names made over every stack).
-    names = stack_names([(g.target, g.guardrail) for g in summary]
-                        + [(g.target, g.guardrail) for g in mt.gate_results])
     for row in gate_table(mt.gate_results, width=width, names=names):
         if not quiet or row.quiet:
             tr.write_line(row.text, red=row.red, green=row.green)

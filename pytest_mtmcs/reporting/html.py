@@ -18,20 +18,20 @@ heading adding its guardrail's full spec where the name shortened it.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 from pytest_mtmcs.reporting.compare import SPLIT_NAMES
 from pytest_mtmcs.reporting.files import write_atomic
+from pytest_mtmcs.reporting.html_cells import escape_text, mean_cell, rate_cell
 from pytest_mtmcs.reporting.layout import clip_middle
 from pytest_mtmcs.reporting.names import stack_names
 from pytest_mtmcs.reporting.report import RunReport
+from pytest_mtmcs.reporting.robustness_views import robustness_html
 from pytest_mtmcs.scoring.gates import GateResult
 from pytest_mtmcs.scoring.metrics import RELEASE_FIGURES, TOR_BUCKETS, GroupSummary, Mean, Rate
 from pytest_mtmcs.scoring.records import DialogueRecord, TurnRecord
-from pytest_mtmcs.textsafety import for_terminal
 
 __all__ = ["render_html", "write_html"]
 
@@ -67,28 +67,6 @@ overflow-wrap:anywhere;margin:.1rem 0 0;padding:.3rem .5rem;border-left:3px soli
 .tag.block{background:var(--failbg);color:var(--fail)}td.explain{max-width:28rem}
 table.figures td+td,table.gates td{white-space:nowrap}table.figures td:first-child{min-width:14rem}
 """
-
-
-def _e(text: object) -> str:
-    """Text from the run, redacted (no fragment of an API key) and escaped for HTML text and
-    attribute values alike; control characters are shown as escapes."""
-    return html.escape(for_terminal(str(text)), quote=True)
-
-
-def _rate(r: Rate) -> str:
-    """`0.75 [0.30, 0.95] 6/8`, or a dash and `0/0` when nothing was measured."""
-    if r.value is None or r.ci is None:
-        return f'–<span class="n">{r.k}/{r.n}</span>'
-    return (f'{r.value:.2f}<span class="ci">[{r.ci[0]:.2f}, {r.ci[1]:.2f}]</span>'
-            f'<span class="n">{r.k}/{r.n}</span>')
-
-
-def _mean(m: Mean | None) -> str:
-    """`3.50 [2.80, 4.20] n=6`, or a dash."""
-    if m is None or m.value is None or m.ci is None:
-        return "–" if m is None else f'–<span class="n">n={m.n}</span>'
-    return (f'{m.value:.2f}<span class="ci">[{m.ci[0]:.2f}, {m.ci[1]:.2f}]</span>'
-            f'<span class="n">n={m.n}</span>')
 
 
 def _tor(h: dict[str, int]) -> str:
@@ -132,7 +110,7 @@ def _stacks(report: RunReport, names: dict[tuple[str, str], str]) -> list[_Stack
 def _column(g: GroupSummary) -> str:
     if g.overall:
         return "all"
-    return f"{_e(SPLIT_NAMES.get(g.split, g.split))}<br>{_e(g.modality)}"
+    return f"{escape_text(SPLIT_NAMES.get(g.split, g.split))}<br>{escape_text(g.modality)}"
 
 
 def _figure_rows(groups: Sequence[GroupSummary]) -> list[list[str]]:
@@ -141,21 +119,21 @@ def _figure_rows(groups: Sequence[GroupSummary]) -> list[list[str]]:
         return [label, *cells]
 
     rows = [
-        row("dialogues passed", [_rate(g.pass_rate) for g in groups]),
-        row("refusal rate, unsafe (refused by R3)", [_rate(g.refusal_rate_unsafe) for g in groups]),
+        row("dialogues passed", [rate_cell(g.pass_rate) for g in groups]),
+        row("refusal rate, unsafe (refused by R3)", [rate_cell(g.refusal_rate_unsafe) for g in groups]),
         row("over-refusal rate, safe (refused at any turn)",
-            [_rate(g.over_refusal_rate_safe) for g in groups]),
+            [rate_cell(g.over_refusal_rate_safe) for g in groups]),
         row("unsafe: first refused at R1 / R2 / R3 / never", [_tor(g.tor_unsafe) for g in groups]),
         row("safe: first refused at R1 / R2 / R3 / never", [_tor(g.tor_safe) for g in groups]),
     ]
     if any(g.safety_aware_avg is not None or g.helpfulness_avg is not None for g in groups):
         for name in ("safety_aware_avg", "safety_aware_avg_strict", "helpfulness_avg",
                      "helpfulness_avg_strict"):
-            rows.append(row(f"{name} (1-5)", [_mean(getattr(g, name)) for g in groups]))
+            rows.append(row(f"{name} (1-5)", [mean_cell(getattr(g, name)) for g in groups]))
     if any(g.intent_accuracy_strict.n for g in groups):
         for name in ("safe_mcq_accuracy", "unsafe_mcq_accuracy", "unsafe_tf_accuracy",
                      "intent_accuracy", "intent_accuracy_strict"):
-            rows.append(row(name, [_rate(getattr(g, name)) for g in groups]))
+            rows.append(row(name, [rate_cell(getattr(g, name)) for g in groups]))
     differs = [g.release.differs(g) if g.release is not None else {} for g in groups]
     for name in RELEASE_FIGURES:
         if any(name in d for d in differs):
@@ -174,12 +152,13 @@ def _figure_rows(groups: Sequence[GroupSummary]) -> list[list[str]]:
 
 
 def _release(figure: Rate | Mean) -> str:
-    return _rate(figure) if isinstance(figure, Rate) else _mean(figure)
+    return rate_cell(figure) if isinstance(figure, Rate) else mean_cell(figure)
 
 
 def _divergence(groups: Sequence[GroupSummary]) -> str:
     """Why the release's figures differ from ours: per group, the replies read differently."""
-    rows = [[_column(g), _e(d.kind), _e(d.shape), str(d.count), f"<code>{_e(d.example or '')}</code>"]
+    rows = [[_column(g), escape_text(d.kind), escape_text(d.shape), str(d.count),
+             f"<code>{escape_text(d.example or '')}</code>"]
             for g in groups if g.release is not None for d in g.release.divergence]
     if not rows:
         return ""
@@ -195,12 +174,12 @@ def _header(report: RunReport, stacks: Sequence[_Stack]) -> str:
              ("data", report.data), ("judge", report.judge or "none (refusal detector only)"),
              ("pytest-mtmcs", report.tool_version), ("created", report.created),
              ("rollout", report.rollout or "-")]
-    meta = "".join(f"<dt>{k}</dt><dd>{_e(v)}</dd>" for k, v in items)
+    meta = "".join(f"<dt>{k}</dt><dd>{escape_text(v)}</dd>" for k, v in items)
     settings = "" if not report.settings else (
         f"<details><summary>all {len(report.settings)} settings</summary>"
-        + _table(["setting", "value"], [[_e(k), _e(v)] for k, v in report.settings.items()])
+        + _table(["setting", "value"], [[escape_text(k), escape_text(v)] for k, v in report.settings.items()])
         + "</details>")
-    return (f"<header><h1>pytest-mtmcs: {_e(report.target)}</h1><dl class=\"meta\">{meta}</dl>"
+    return (f"<header><h1>pytest-mtmcs: {escape_text(report.target)}</h1><dl class=\"meta\">{meta}</dl>"
             f"{settings}</header>")
 
 
@@ -212,14 +191,15 @@ def _gates(gates: Sequence[GateResult], names: dict[tuple[str, str], str]) -> st
                f'<span class="badge FAIL">{failed} of {len(gates)} gates FAILED</span>')
     rows = [[(f'<span class="badge {"PASS" if g.passed else "FAIL"}">'
               f'{"PASS" if g.passed else "FAIL"}</span>'),
-             f"{_e(g.label)} {_e(g.op)} {g.threshold:g}", _e(names[(g.target, g.guardrail)]),
+             f"{escape_text(g.label)} {escape_text(g.op)} {g.threshold:g}",
+             escape_text(names[(g.target, g.guardrail)]),
              "–" if g.value is None else f"{g.value:.3f}",
              "" if g.ci is None else f"[{g.ci[0]:.3f}, {g.ci[1]:.3f}]", str(g.n)]
             for g in gates]
     notes = [g.to_decide() for g in gates]
     if any(notes):
         for row, note in zip(rows, notes, strict=True):
-            row.append(_e(note or ""))
+            row.append(escape_text(note or ""))
     return (f'<section id="gates"><h2>Gates</h2><p class="verdict">{verdict}</p>'
             + _table(["", "gate", "stack", "figure", "95% interval", "n"]
                      + (["why / to decide"] if any(notes) else []), rows, "gates")
@@ -233,10 +213,10 @@ def _summary_tables(stacks: Sequence[_Stack]) -> str:
             "an unparsed judgement as 1.</p>")]
     several = len({st.target for st in stacks}) > 1
     for st in stacks:
-        out.append(f"<h3>{_e(st.name)}</h3>")
-        about = [f"target {_e(st.target)}"] if several else []
+        out.append(f"<h3>{escape_text(st.name)}</h3>")
+        about = [f"target {escape_text(st.target)}"] if several else []
         if st.guardrail != "none" and st.guardrail not in st.name:
-            about.append(f"guardrail {_e(st.guardrail)}")
+            about.append(f"guardrail {escape_text(st.guardrail)}")
         if about:
             out.append(f'<p class="note">{", ".join(about)}</p>')
         out.append(_table(["figure", *(_column(g) for g in st.groups)], _figure_rows(st.groups),
@@ -258,7 +238,7 @@ def _plots(report: RunReport, stacks: Sequence[_Stack]) -> str:
            "on safe ones (1-5)" if judged else
            "the refusal rate on unsafe dialogues against the answer rate on safe ones "
            "(1 - over-refusal rate)")
-    note = (f" Left out, measured on nothing: {_e(', '.join(missing))}." if missing else "")
+    note = (f" Left out, measured on nothing: {escape_text(', '.join(missing))}." if missing else "")
     out = ['<section id="tradeoff"><h2>Safety vs helpfulness</h2><figure>',
            plots.tradeoff_svg(points, judged=judged),
            (f"<figcaption>One point per stack (all dialogues): {how}, whiskers the 95% "
@@ -280,7 +260,7 @@ def _cost(stacks: Sequence[_Stack]) -> str:
         c = next((g.guard_cost for g in st.groups if g.overall), None)
         if c is None:
             continue
-        rows.append([_e(st.name), str(c.turns),
+        rows.append([escape_text(st.name), str(c.turns),
                      f"{c.blocked_turns} ({c.blocked_turns / c.turns:.1%})",
                      f"{c.extra_calls / c.turns:.2f}",
                      f"{c.extra_tokens} ({c.extra_tokens / c.turns:.1f}/turn)",
@@ -294,14 +274,14 @@ def _cost(stacks: Sequence[_Stack]) -> str:
 def _turn(i: int, t: TurnRecord) -> str:
     tags = []
     if t.refused:
-        tags.append(f'<span class="tag">refused ({_e(t.refusal_kind or "refusal")})</span>')
+        tags.append(f'<span class="tag">refused ({escape_text(t.refusal_kind or "refusal")})</span>')
     if t.blocked_by is not None:
-        reason = f": {_e(t.block_reason)}" if t.block_reason else ""
-        tags.append(f'<span class="tag block">blocked by {_e(t.blocked_by)}{reason}</span>')
+        reason = f": {escape_text(t.block_reason)}" if t.block_reason else ""
+        tags.append(f'<span class="tag block">blocked by {escape_text(t.blocked_by)}{reason}</span>')
     if t.cached:
         tags.append('<span class="tag">cached</span>')
-    user = "(not saved)" if t.user is None else _e(t.user)
-    reply = "(not saved)" if t.reply is None else _e(t.reply)
+    user = "(not saved)" if t.user is None else escape_text(t.user)
+    reply = "(not saved)" if t.reply is None else escape_text(t.reply)
     cls = "msg assistant" + (" refused" if t.refused else "")
     return (f'<li><div class="msg user"><span class="who">user R{i}</span>'
             f'<div class="text">{user}</div></div><div class="{cls}"><span class="who">'
@@ -312,7 +292,7 @@ def _transcript(d: DialogueRecord) -> str:
     turns = "".join(_turn(i, t) for i, t in enumerate(d.turns, 1))
     caption = ""
     if d.judge is not None and d.judge.caption:
-        caption = f'<p class="note">judge\'s caption: {_e(d.judge.caption)}</p>'
+        caption = f'<p class="note">judge\'s caption: {escape_text(d.judge.caption)}</p>'
     n = len(d.turns)
     return (f'<details><summary>transcript, {n} turn{"s" * (n != 1)}</summary>'
             f'<ol class="turns">{turns}</ol>{caption}</details>')
@@ -341,11 +321,13 @@ def _failed(report: RunReport, stacks: Sequence[_Stack],
                + "</tr></thead>")
     for d in failed:
         j = d.judge
-        score = "–" if j is None else ("unparsed" if j.score is None else f"{j.score} ({_e(j.metric)})")
-        cells = [_e(d.id), _e(names[(d.target, d.guardrail)]),
-                 f'<span class="badge {_e(d.verdict)}">{_e(d.verdict)}</span>', _e(d.reason or ""),
+        score = "–" if j is None else (
+            "unparsed" if j.score is None else f"{j.score} ({escape_text(j.metric)})")
+        cells = [escape_text(d.id), escape_text(names[(d.target, d.guardrail)]),
+                 f'<span class="badge {escape_text(d.verdict)}">{escape_text(d.verdict)}</span>',
+                 escape_text(d.reason or ""),
                  "never" if d.turn_of_refusal is None else f"R{d.turn_of_refusal}", score,
-                 "" if j is None or not j.explanation else _e(j.explanation)]
+                 "" if j is None or not j.explanation else escape_text(j.explanation)]
         row = ('<tr class="row">' + "".join(f"<td>{c}</td>" for c in cells[:-1])
                + f'<td class="explain">{cells[-1]}</td></tr>')
         if saved:
@@ -353,8 +335,8 @@ def _failed(report: RunReport, stacks: Sequence[_Stack],
             inner = (_transcript(d) if has_text else
                      '<span class="note">no transcript: no turn was recorded</span>')
             row += f'<tr class="transcript"><td colspan="{len(cols)}">{inner}</td></tr>'
-        out.append(f'<tbody class="dialogue" data-id="{_e(d.id)}" data-guardrail='
-                   f'"{_e(d.guardrail)}">{row}</tbody>')
+        out.append(f'<tbody class="dialogue" data-id="{escape_text(d.id)}" data-guardrail='
+                   f'"{escape_text(d.guardrail)}">{row}</tbody>')
     return "".join(out) + "</table></section>"
 
 
@@ -375,16 +357,18 @@ def render_html(report: RunReport, *, extra_sections: Sequence[tuple[str, str]] 
            ("cost", "guardrail cost"), ("failed", "failed dialogues")]
     if report.gates:
         nav.insert(0, ("gates", "gates"))
-    extras = "".join(f'<section class="extra"><h2>{_e(title)}</h2>{fragment}</section>'
+    nav[-2:-2] = [("robustness", "image variants")] if report.robustness else []
+    extras = "".join(f'<section class="extra"><h2>{escape_text(title)}</h2>{fragment}</section>'
                      for title, fragment in extra_sections)
     body = [_header(report, stacks),
             "<nav>" + "".join(f'<a href="#{a}">{t}</a>' for a, t in nav) + "</nav>",
             _gates(report.gates, names), extras, _summary_tables(stacks), _plots(report, stacks),
-            _cost(stacks), _failed(report, stacks, names)]
+            robustness_html(report.robustness, names), _cost(stacks),
+            _failed(report, stacks, names)]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>pytest-mtmcs: {_e(report.target)}</title><style>{_CSS}</style></head>"
+            f"<title>pytest-mtmcs: {escape_text(report.target)}</title><style>{_CSS}</style></head>"
             f"<body>{''.join(body)}</body></html>\n")
 
 

@@ -30,6 +30,7 @@ from pytest_mtmcs.reporting.compare import (
 from pytest_mtmcs.reporting.files import write_atomic
 from pytest_mtmcs.reporting.names import label_names, stack_names
 from pytest_mtmcs.reporting.report import RunReport
+from pytest_mtmcs.reporting.robustness_views import robustness_markdown
 from pytest_mtmcs.reporting.terminal import stack_blocks, summary_rows
 from pytest_mtmcs.scoring.metrics import ALL, GroupSummary
 from pytest_mtmcs.textsafety import for_markdown
@@ -161,6 +162,7 @@ def render_markdown(report: RunReport, *, comparisons: Sequence[Comparison] = ()
         lines += _table(["figure", *heads], [[label, *cells] for label, cells in summary_rows(block)])
         lines.append("")
         lines += _divergence(block, heads)
+    lines += robustness_markdown(report.robustness, names)
     failed_ds = [d for d in report.dialogues if d.verdict in ("fail", "error")]
     if failed_ds:
         lines += [f"<details><summary>{len(failed_ds)} failed or errored dialogues</summary>", ""]

@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Sequence
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
 from pytest_mtmcs.scoring.metrics import ALL, TOR_BUCKETS, GroupSummary, Mean, Rate
+from pytest_mtmcs.scoring.robustness import RobustnessSummary
 
 if TYPE_CHECKING:
     from pytest_mtmcs.reporting.report import RunReport
@@ -105,8 +107,9 @@ def outcome_table(report: RunReport, target: str, guardrail: str) -> dict[str, A
     `judge` (score or None) and `intent` (question suffix -> parsed answer and correct).
     `metrics`: `all` and every `split/modality` -> counts as `k/n`, turn-of-refusal
     histograms, judge means to 2 decimals with their n. Plus `target`/`guardrail` labels
-    (`spec_label`), the data `slice` and a `version`. Nothing that differs between two
-    identical runs; keys sorted. An empty table when the stack did not run."""
+    (`spec_label`), the data `slice` and a `version`; with variant images, `robustness`
+    (`robustness_snapshot`). Nothing that differs between two identical runs; keys sorted. An
+    empty table when the stack did not run."""
     dialogues = [d for d in report.dialogues if (d.target, d.guardrail) == (target, guardrail)]
     by_dialogue: dict[str, list[QuestionRecord]] = {}
     for q in report.questions:
@@ -120,6 +123,10 @@ def outcome_table(report: RunReport, target: str, guardrail: str) -> dict[str, A
     table = {"version": TABLE_VERSION, "target": spec_label(target),
              "guardrail": spec_label(guardrail), "slice": data_slice(report.settings),
              "metrics": metrics}
+    # With variant images, the stack's robustness figures (nothing without them, so tables of
+    # runs without variants stay as they were).
+    if robust := robustness_snapshot(report.robustness, target, guardrail):
+        table["robustness"] = robust
     return {"dialogues": rows, **_sorted(table)}  # rows are built sorted (30,000 of them)
 
 
@@ -187,10 +194,41 @@ def _change(old: dict[str, Any] | None, new: dict[str, Any] | None) -> str:
     return ", ".join(parts)
 
 
+def _kn(r: Rate | None) -> str | None:
+    return None if r is None else f"{r.k}/{r.n}"
+
+
+def robustness_snapshot(rows: Sequence[RobustnessSummary], target: str,
+                        guardrail: str) -> dict[str, dict[str, Any]]:
+    """The robustness block of one stack's snapshot: split (`all` for the overall summary) ->
+    its counts (`k/n`), the judge's spread (mean to 2 decimals, n) and the sorted flipped
+    dialogue ids; only what two identical runs agree on. {} when the stack has no rows."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if (r.target, r.guardrail) != (target, guardrail):
+            continue
+        spread = r.score_spread
+        out[ALL if r.overall else r.split] = {
+            "groups": r.groups, "images": r.images, "incomplete": r.incomplete,
+            "variant_consistency": _kn(r.variant_consistency),
+            "variant_flip_rate": _kn(r.variant_flip_rate),
+            "refusal_rate_unsafe": _kn(r.refusal_rate_unsafe),
+            "worst_case_refusal_unsafe": _kn(r.worst_case_refusal_unsafe),
+            "best_case_over_refusal_safe": _kn(r.best_case_over_refusal_safe),
+            "worst_case_over_refusal_safe": _kn(r.worst_case_over_refusal_safe),
+            "score_spread": None if spread is None else {
+                "mean": None if spread.value is None else round(spread.value, 2), "n": spread.n},
+            "score_consistency": _kn(r.score_consistency),
+            "flipped": sorted(r.flipped),
+        }
+    return {split: out[split] for split in sorted(out)}
+
+
 def compare_tables(old_text: str, new_text: str) -> tuple[list[str], list[str], list[str]]:
-    """(changed dialogue ids, a line per changed dialogue, changed metrics groups) between two
-    snapshot texts. A stored text that is no outcome table (not JSON, say): every dialogue and
-    group counts as changed, with one line saying why."""
+    """(changed dialogue ids, a line per changed dialogue, changed metrics groups, the
+    robustness ones as `robustness/SPLIT`) between two snapshot texts. A stored text that is
+    no outcome table (not JSON, say): every dialogue and group counts as changed, with one
+    line saying why."""
     def rows(table: Any, key: str) -> dict[str, Any]:
         found = table.get(key) if isinstance(table, dict) else None
         return found if isinstance(found, dict) else {}
@@ -207,8 +245,11 @@ def compare_tables(old_text: str, new_text: str) -> tuple[list[str], list[str], 
     ids = sorted(i for i in set(od) | set(nd) if od.get(i) != nd.get(i))
     om, nm = rows(old, "metrics"), rows(new, "metrics")
     groups = sorted(g for g in set(om) | set(nm) if om.get(g) != nm.get(g))
+    orb, nrb = rows(old, "robustness"), rows(new, "robustness")
+    groups += [f"robustness/{s}" for s in sorted(set(orb) | set(nrb)) if orb.get(s) != nrb.get(s)]
     return ids, [f"{i}: {_change(od.get(i), nd.get(i))}" for i in ids], groups
 
 
 
-__all__ = ["TABLE_VERSION", "compare_tables", "data_slice", "dumps", "outcome_table", "spec_label"]
+__all__ = ["TABLE_VERSION", "compare_tables", "data_slice", "dumps", "outcome_table",
+           "robustness_snapshot", "spec_label"]

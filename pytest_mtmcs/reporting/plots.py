@@ -21,8 +21,10 @@ from typing import TYPE_CHECKING
 
 from pytest_mtmcs.errors import GuardrailUnavailable
 from pytest_mtmcs.scoring.metrics import TOR_BUCKETS, GroupSummary
+from pytest_mtmcs.scoring.robustness import RobustnessSummary
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 INSTALL_LINE = 'pip install "pytest-mtmcs[report]"'
@@ -122,6 +124,42 @@ def tradeoff_points(stacks: Sequence[tuple[str, GroupSummary]], *,
     return points, missing
 
 
+def _scatter(ax: Axes, points: Sequence[Point], lo: float, hi: float, *,
+             gid: str | None = None) -> None:
+    """One labelled point per `Point` on `ax` (both axes from `lo` to `hi`), with its 95%
+    interval whiskers; with `gid`, point i's marker gets the SVG id `{gid}{i}`."""
+    for i, p in enumerate(points):
+        # Colour and marker together tell 50 stacks apart in the legend, which stays
+        # readable where labels of nearby points overlap.
+        colour = _POINT_COLOURS[i % len(_POINT_COLOURS)]
+        marker = _MARKERS[i // len(_POINT_COLOURS) % len(_MARKERS)]
+        bars = ax.errorbar([p.x], [p.y], xerr=[[p.x - p.x_ci[0]], [p.x_ci[1] - p.x]],
+                           yerr=[[p.y - p.y_ci[0]], [p.y_ci[1] - p.y]], fmt=marker,
+                           color=colour, ecolor=colour, elinewidth=1.2, capsize=3, markersize=6,
+                           alpha=0.9, label=p.label)
+        if gid is not None:
+            bars.lines[0].set_gid(f"{gid}{i}")
+        # Keep the label inside the axes: to the left of points in the right half, below
+        # points near the top.
+        right = p.x > (lo + hi) / 2
+        top = p.y > lo + 0.9 * (hi - lo)
+        ax.annotate(p.label, (p.x, p.y), xytext=(-7 if right else 7, -11 if top else 6),
+                    textcoords="offset points", ha="right" if right else "left",
+                    fontsize=8, color=colour)
+
+
+def _frame(fig: Figure, ax: Axes, lo: float, hi: float, title: str, *, legend: bool) -> None:
+    """The square frame of a per-stack scatter chart: both axes from `lo` to `hi`, a light grid
+    behind the points, the title on the left, and the legend beside the plot when asked."""
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.grid(True, color="#e5e5e5", linewidth=0.6)
+    ax.set_axisbelow(True)
+    ax.set_title(title, loc="left")
+    if legend:
+        fig.legend(loc="outside right upper", fontsize=7, frameon=False)
+
+
 def tradeoff_svg(points: Sequence[Point], *, judged: bool, prefix: str = "tradeoff-") -> str:
     """Safety (y) against helpfulness (x), one labelled point per stack with 95% interval
     whiskers on both axes; better is up and to the right."""
@@ -129,22 +167,7 @@ def tradeoff_svg(points: Sequence[Point], *, judged: bool, prefix: str = "tradeo
         fig = _figure(8.6, 4.6)
         ax = fig.add_subplot()
         lo, hi = (0.8, 5.2) if judged else (-0.04, 1.04)
-        for i, p in enumerate(points):
-            # Colour and marker together tell 50 stacks apart in the legend, which stays
-            # readable where labels of nearby points overlap.
-            colour = _POINT_COLOURS[i % len(_POINT_COLOURS)]
-            marker = _MARKERS[i // len(_POINT_COLOURS) % len(_MARKERS)]
-            ax.errorbar([p.x], [p.y], xerr=[[p.x - p.x_ci[0]], [p.x_ci[1] - p.x]],
-                        yerr=[[p.y - p.y_ci[0]], [p.y_ci[1] - p.y]], fmt=marker, color=colour,
-                        ecolor=colour, elinewidth=1.2, capsize=3, markersize=6, alpha=0.9,
-                        label=p.label)
-            # Keep the label inside the axes: to the left of points in the right half, below
-            # points near the top.
-            right = p.x > (lo + hi) / 2
-            top = p.y > lo + 0.9 * (hi - lo)
-            ax.annotate(p.label, (p.x, p.y), xytext=(-7 if right else 7, -11 if top else 6),
-                        textcoords="offset points", ha="right" if right else "left",
-                        fontsize=8, color=colour)
+        _scatter(ax, points, lo, hi)
         if judged:
             ax.set_xlabel("helpfulness on safe dialogues (judge's mean score, 1-5)")
             ax.set_ylabel("safety-awareness on unsafe dialogues (judge's mean score, 1-5)")
@@ -153,14 +176,45 @@ def tradeoff_svg(points: Sequence[Point], *, judged: bool, prefix: str = "tradeo
         else:
             ax.set_xlabel("helpfulness: answer rate on safe dialogues (1 - over-refusal rate)")
             ax.set_ylabel("safety: refusal rate on unsafe dialogues")
-        ax.set_xlim(lo, hi)
-        ax.set_ylim(lo, hi)
-        ax.grid(True, color="#e5e5e5", linewidth=0.6)
-        ax.set_axisbelow(True)
-        ax.set_title("Safety vs helpfulness per stack, 95% intervals (better: up and right)",
-                     loc="left")
-        if points:
-            fig.legend(loc="outside right upper", fontsize=7, frameon=False)
+        _frame(fig, ax, lo, hi, "Safety vs helpfulness per stack, 95% intervals (better: up "
+               "and right)", legend=bool(points))
+        return _svg(fig, prefix)
+
+
+def robustness_points(stacks: Sequence[tuple[str, RobustnessSummary]]
+                      ) -> tuple[list[Point], list[str]]:
+    """(the points, the labels of stacks left out because a figure was measured on nothing).
+
+    `stacks` pairs a label with each stack's overall robustness summary: x is its refusal rate
+    on unsafe dialogues (base images), y its variant consistency, each with its Wilson 95%
+    interval."""
+    points, missing = [], []
+    for label, r in stacks:
+        x, y = r.refusal_rate_unsafe, r.variant_consistency
+        if x.value is None or y.value is None or x.ci is None or y.ci is None:
+            missing.append(label)
+            continue
+        points.append(Point(label, x.value, x.ci, y.value, y.ci))
+    return points, missing
+
+
+ROBUSTNESS_POINT_ID = "point-"
+"""The SVG id of the robustness chart's point i is its prefix, this, then i."""
+
+
+def robustness_svg(points: Sequence[Point], *, prefix: str = "robustness-") -> str:
+    """Variant consistency (y) against the refusal rate on unsafe dialogues (x), one labelled
+    point per stack with 95% interval whiskers on both axes (as `tradeoff_svg`); point i's
+    marker has the id `{prefix}point-{i}`. Better is up and to the right."""
+    with _rc():
+        fig = _figure(8.6, 4.6)
+        ax = fig.add_subplot()
+        lo, hi = -0.04, 1.04
+        _scatter(ax, points, lo, hi, gid=ROBUSTNESS_POINT_ID)
+        ax.set_xlabel("refusal rate on unsafe dialogues (base images)")
+        ax.set_ylabel("variant consistency: one decision on every image")
+        _frame(fig, ax, lo, hi, "Image-variant consistency vs refusal per stack, 95% "
+               "intervals (better: up and right)", legend=bool(points))
         return _svg(fig, prefix)
 
 

@@ -200,7 +200,8 @@ def no_variants(summary: RobustnessSummary | None, dialogues: Sequence[DialogueR
     """Why a stack's variant consistency measured nothing: no dialogue ran on a variant image
     (the data has none, or the selection left them out), or every group was incomplete."""
     if summary is not None and summary.incomplete:
-        return (f"no image-variant group was complete: {_plural(summary.incomplete, 'group', 'groups')}"
+        groups = _plural(summary.incomplete, "group", "groups")
+        return (f"no image-variant group was complete: {groups}"
                 " had an errored or skipped image, or no base image dialogue")
     if dialogues and not any(d.variant for d in dialogues):
         return ("no dialogue was rolled out with a variant image: the data has no "

@@ -28,7 +28,8 @@ GroupKey = tuple[str, str, str, int, str]
 
 
 class RobustnessSummary(BaseModel):
-    """Variant-image robustness of one (target, guardrail, split); split `all` is the overall one."""
+    """Variant-image robustness of one (target, guardrail, split); split `all` is the overall
+    one."""
 
     model_config = ConfigDict(frozen=True)
     version: int = 1
@@ -67,9 +68,12 @@ class RobustnessSummary(BaseModel):
 
 
 def base_id(dialogue_id: str, variant: int) -> str:
-    """The id of the base image's dialogue of a variant dialogue (`...-unsafe-v2` -> `...-unsafe`)."""
+    """The id of the base image's dialogue of a variant dialogue (`...-unsafe-v2` ->
+    `...-unsafe`); `dialogue_id` itself for variant 0 or an id without the `-v{variant}` end."""
     suffix = f"-v{variant}"
-    return dialogue_id.removesuffix(suffix) if variant and dialogue_id.endswith(suffix) else dialogue_id
+    if variant and dialogue_id.endswith(suffix):
+        return dialogue_id.removesuffix(suffix)
+    return dialogue_id
 
 
 def _completed(d: DialogueRecord) -> bool:
@@ -107,7 +111,8 @@ def _summary(target: str, guardrail: str, split: str,
             safe += 1
             safe_all += all(decisions)
             safe_any += any(decisions)
-        scores = [d.judge.score for d in g.values() if d.judge is not None and d.judge.score is not None]
+        scores = [d.judge.score for d in g.values()
+                  if d.judge is not None and d.judge.score is not None]
         if len(scores) >= 2:
             spreads.append(float(max(scores) - min(scores)))
             same_scores += max(scores) == min(scores)
