@@ -191,15 +191,18 @@ def _junit_properties(config: pytest.Config, report: RunReport, checks: RunCheck
     def prop(name: str, value: str) -> None:
         xml.add_global_property(for_terminal(name), for_terminal(value))
 
-    for g in report.summary:
-        if not g.overall:
-            continue
-        prefix = f"mtmcs.{g.target}.{g.guardrail}"
-        figures: dict[str, Any] = {
+    overall: list[tuple[str, dict[str, Any]]] = [
+        (f"mtmcs.{g.target}.{g.guardrail}", {
             "pass_rate": g.pass_rate, "refusal_rate_unsafe": g.refusal_rate_unsafe,
             "over_refusal_rate_safe": g.over_refusal_rate_safe,
             "intent_accuracy_strict": g.intent_accuracy_strict,
-            "safety_aware_avg": g.safety_aware_avg, "helpfulness_avg": g.helpfulness_avg}
+            "safety_aware_avg": g.safety_aware_avg, "helpfulness_avg": g.helpfulness_avg})
+        for g in report.summary if g.overall]
+    overall += [(f"mtmcs.{r.target}.{r.guardrail}", {
+        "variant_consistency": r.variant_consistency,
+        "worst_case_refusal_unsafe": r.worst_case_refusal_unsafe}) for r in report.robustness
+        if r.overall]
+    for prefix, figures in overall:
         for name, m in figures.items():
             if m is None or m.value is None:
                 continue

@@ -103,3 +103,38 @@ def test_a_corrupt_variant_is_exit_4_naming_row_and_variant(pytester: pytest.Pyt
     result.stderr.fnmatch_lines([f"*file {path}, row id 1, field 'variant_images[[]2[]]': "
                                  "variant image 3: the image starts like a JPEG file*"])
     assert "Traceback" not in result.stderr.str()
+
+
+def test_a_missing_jsonl_variant_is_exit_4_naming_line_row_and_variant(
+        pytester: pytest.Pytester, tmp_path: Path) -> None:
+    import json
+
+    from _data import png_bytes, row, variant_png_bytes
+
+    folder = tmp_path / "j"
+    folder.mkdir()
+    (folder / "0.png").write_bytes(png_bytes(0))
+    (folder / "0_v1.png").write_bytes(variant_png_bytes(0, 0))
+    r = row(0)
+    r.update(split="type_a", image="0.png", variant_images=["0_v1.png", "0_v2.png"])
+    data = folder / "rows.jsonl"
+    data.write_text(json.dumps(r) + "\n", encoding="utf-8")
+    result = run_mtmcs(pytester, data, "--mtmcs-split=type_a", "--mtmcs-variants=all")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*file {data}:1, row id 0, field 'variant_images[[]1[]]': "
+                                 f"variant image 2: image file {folder / '0_v2.png'} does not exist*"])
+    assert run_mtmcs(pytester, data, "--mtmcs-split=type_a", "--mtmcs-variants=1",
+                     "--mtmcs-skip-questions").ret == 1  # the first variant alone is fine
+
+
+def test_junit_xml_carries_the_consistency(pytester: pytest.Pytester, dataset: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    xml = pytester.path / "junit.xml"
+    run_mtmcs(pytester, dataset, "--mtmcs-variants=2", "--mtmcs-skip-questions",
+              f"--junitxml={xml}", target="baseline:refuse")
+    props = {p.get("name"): p.get("value") for p in ET.parse(xml).iter("property")}
+    prefix = "mtmcs.baseline:refuse.none"
+    assert props[f"{prefix}.variant_consistency"] == "1.0000"
+    assert props[f"{prefix}.variant_consistency.n"] == "8"
+    assert props[f"{prefix}.worst_case_refusal_unsafe"] == "1.0000"

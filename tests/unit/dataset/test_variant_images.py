@@ -204,3 +204,16 @@ def test_datasets_loader_names_a_corrupt_variant(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"row id 0, field 'variant_images\[0\]': variant image 1"):
         load_cases(DataSelection(data=f"datasets:{data}", captions=str(data / "captions.json"),
                                  variants=None))
+
+
+def test_the_sample_carries_three_real_variants_per_row() -> None:
+    sample = Path(__file__).resolve().parents[3] / "fixtures" / "mtmcs-sample"
+    cases = load_cases(DataSelection(data=str(sample), variants=None))
+    pictures: dict[tuple[str, int], dict[int, bytes]] = {}
+    for c in cases:
+        if c.modality == "multimodal" and c.safety == "unsafe":
+            assert c.image is not None
+            pictures.setdefault((c.split, c.row_id), {})[c.variant] = c.image.load_bytes()
+    assert pictures and all(sorted(p) == [0, 1, 2, 3] for p in pictures.values())
+    # each variant is an edit of the photograph, not a copy of it or of another variant
+    assert all(len(set(p.values())) == 4 for p in pictures.values())
