@@ -321,17 +321,25 @@ def _checked(ref: ImageRef, cells: dict[tuple[str, int], dict[str, Any] | ImageP
         return ref
     if isinstance(found, ImageProblem):
         raise found
-    if not isinstance(found, dict):
+    return checked_cell(found, ref, base, roots)
+
+
+def checked_cell(cell: object, ref: ImageRef, base: Path, roots: tuple[Path, ...]) -> ImageRef:
+    """The reference to send for one parquet or `datasets` image cell (`ref` names the cell),
+    checked: its bytes decode (`ref` itself), or the file it names lies inside one of `roots`
+    and decodes (a reference to that file: the file checked here is the file sent). Raises
+    `ImageProblem` for an empty cell and for one holding neither bytes nor a path."""
+    if not isinstance(cell, dict):
         raise ImageProblem("the image cell is empty")
-    if found.get("bytes"):
-        verify_image(bytes(found["bytes"]))
+    if cell.get("bytes"):
+        verify_image(bytes(cell["bytes"]))
         return ref
-    text = found.get("path")
+    text = cell.get("path")
     if not isinstance(text, str) or not text:
         raise ImageProblem("the image cell holds neither bytes nor a file path")
     path = confine_any(text, base, roots)
     verify_image(read_image_file(path))
-    return ImageRef(path=str(path))  # the file checked here is the file sent
+    return ImageRef(path=str(path))
 
 
 def confine_any(text: str, base: Path, roots: tuple[Path, ...]) -> Path:
@@ -348,30 +356,39 @@ def confine_any(text: str, base: Path, roots: tuple[Path, ...]) -> Path:
 
 def _parquet_cells(refs: set[tuple[str, int, str, int | None]]
                    ) -> dict[tuple[str, int], dict[str, Any] | ImageProblem]:
-    """The image cells of the given (file, row) references, reading only the row groups that
-    hold them, one at a time."""
-    import pyarrow.parquet as pq
-
+    """The image cells of the given (file, row) references (`parquet_cells`); a cell that is
+    no image struct is an `ImageProblem`."""
     by_file: dict[str, set[int]] = {}
     for file, index, _, _ in refs:
         by_file.setdefault(file, set()).add(index)
-    out: dict[tuple[str, int], dict[str, Any] | ImageProblem] = {}
+    return {key: cell if isinstance(cell, (dict, ImageProblem)) else ImageProblem(
+                "the image cell is empty")
+            for key, cell in parquet_cells(by_file, "image").items()}
+
+
+def parquet_cells(by_file: dict[str, set[int]], column: str) -> dict[tuple[str, int], object]:
+    """(file, row index) -> the `column` cell of those rows, as Python values, reading only
+    the row groups that hold them, one at a time; a file that cannot be read gives an
+    `ImageProblem` for each of its rows, a file without the column no entry."""
+    import pyarrow.parquet as pq
+
+    out: dict[tuple[str, int], object] = {}
     for file, wanted in by_file.items():
         try:
             pf = pq.ParquetFile(file)
+            if column not in pf.schema_arrow.names:
+                continue
             start = 0
             for group in range(pf.metadata.num_row_groups):
                 n = pf.metadata.row_group(group).num_rows
                 here = sorted(i for i in wanted if start <= i < start + n)
                 if here:
-                    column = pf.read_row_group(group, columns=["image"]).column(0)
+                    cells = pf.read_row_group(group, columns=[column]).column(0)
                     for i in here:
-                        cell = column[i - start].as_py()
-                        out[(file, i)] = cell if isinstance(cell, dict) else ImageProblem(
-                            "the image cell is empty")
+                        out[(file, i)] = cells[i - start].as_py()
                 start += n
         except (OSError, ValueError) as exc:
-            problem = ImageProblem(f"cannot read the image column ({exc})")
+            problem = ImageProblem(f"cannot read the {column} column ({exc})")
             for i in wanted:
                 out.setdefault((file, i), problem)
     return out

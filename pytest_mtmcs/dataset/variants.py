@@ -17,7 +17,7 @@ from typing import Any
 
 from pytest_mtmcs.chat import OPEN_DATASETS, ImageRef
 from pytest_mtmcs.dataset.images import ImageProblem, confine, read_image_file, verify_image
-from pytest_mtmcs.dataset.loaders import LoadedRow, Problems, confine_any
+from pytest_mtmcs.dataset.loaders import LoadedRow, Problems, checked_cell, parquet_cells
 from pytest_mtmcs.errors import DataError
 
 COLUMN = "variant_images"
@@ -28,52 +28,15 @@ def _wanted(cells: Sequence[Any], count: int | None) -> list[tuple[int, Any]]:
     return list(enumerate(cells))[: count if count is not None else len(cells)]
 
 
-def _cell_ref(cell: Any, fallback: ImageRef, base: Path, roots: tuple[Path, ...]) -> ImageRef:
-    """The reference of one parquet or `datasets` image cell, checked: its bytes decode, or the
-    file it names lies inside the dataset's folder and decodes (it then becomes that file)."""
-    if not isinstance(cell, dict):
-        raise ImageProblem("the image cell is empty")
-    if cell.get("bytes"):
-        verify_image(bytes(cell["bytes"]))
-        return fallback
-    text = cell.get("path")
-    if not isinstance(text, str) or not text:
-        raise ImageProblem("the image cell holds neither bytes nor a file path")
-    path = confine_any(text, base, roots)
-    verify_image(read_image_file(path))
-    return ImageRef(path=str(path))
-
-
 def _parquet_lists(rows: list[LoadedRow]) -> dict[tuple[str, int], list[Any] | ImageProblem]:
-    """The variant lists of the given parquet rows, reading one row group at a time and only
-    the groups that hold them; a file without the column gives no entry."""
-    import pyarrow.parquet as pq
-
+    """The variant lists of the given parquet rows (`loaders.parquet_cells`); a cell that is
+    no list (null) is an empty list, a file without the column gives no entry."""
     by_file: dict[str, set[int]] = {}
     for r in rows:
         if r.image is not None and r.image.parquet is not None:
             by_file.setdefault(r.image.parquet[0], set()).add(r.image.parquet[1])
-    out: dict[tuple[str, int], list[Any] | ImageProblem] = {}
-    for file, wanted in by_file.items():
-        try:
-            pf = pq.ParquetFile(file)
-            if COLUMN not in pf.schema_arrow.names:
-                continue
-            start = 0
-            for group in range(pf.metadata.num_row_groups):
-                n = pf.metadata.row_group(group).num_rows
-                here = sorted(i for i in wanted if start <= i < start + n)
-                if here:
-                    column = pf.read_row_group(group, columns=[COLUMN]).column(0)
-                    for i in here:
-                        cell = column[i - start].as_py()
-                        out[(file, i)] = cell if isinstance(cell, list) else []
-                start += n
-        except (OSError, ValueError) as exc:
-            problem = ImageProblem(f"cannot read the {COLUMN} column ({exc})")
-            for i in wanted:
-                out.setdefault((file, i), problem)
-    return out
+    return {key: cell if isinstance(cell, (list, ImageProblem)) else []
+            for key, cell in parquet_cells(by_file, COLUMN).items()}
 
 
 def _row_variants(r: LoadedRow, count: int | None, roots: tuple[Path, ...],
@@ -96,7 +59,7 @@ def _row_variants(r: LoadedRow, count: int | None, roots: tuple[Path, ...],
             return ()
         for j, cell in _wanted(found, count):
             try:
-                out.append(_cell_ref(cell, ImageRef(parquet=(file, i, COLUMN, j)),
+                out.append(checked_cell(cell, ImageRef(parquet=(file, i, COLUMN, j)),
                                      Path(file).parent, roots))
             except ImageProblem as exc:
                 bad(j, str(exc))
@@ -106,7 +69,7 @@ def _row_variants(r: LoadedRow, count: int | None, roots: tuple[Path, ...],
         cells = ds[i][COLUMN] if COLUMN in ds.column_names else None
         for j, cell in _wanted(cells or [], count):
             try:
-                out.append(_cell_ref(cell, ImageRef(dataset=(key, i, COLUMN, j)),
+                out.append(checked_cell(cell, ImageRef(dataset=(key, i, COLUMN, j)),
                                      roots[0] if roots else Path(), roots))
             except ImageProblem as exc:
                 bad(j, str(exc))

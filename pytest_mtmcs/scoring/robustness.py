@@ -67,15 +67,6 @@ class RobustnessSummary(BaseModel):
         return self.split == ALL
 
 
-def base_id(dialogue_id: str, variant: int) -> str:
-    """The id of the base image's dialogue of a variant dialogue (`...-unsafe-v2` ->
-    `...-unsafe`); `dialogue_id` itself for variant 0 or an id without the `-v{variant}` end."""
-    suffix = f"-v{variant}"
-    if variant and dialogue_id.endswith(suffix):
-        return dialogue_id.removesuffix(suffix)
-    return dialogue_id
-
-
 def _completed(d: DialogueRecord) -> bool:
     # As in `metrics`: a dialogue whose judgement could not be read still has its refusals.
     return d.verdict in ("pass", "fail") or (
@@ -192,4 +183,4 @@ def robustness(dialogues: Iterable[DialogueRecord]) -> list[RobustnessSummary]:
     return [_summary(*scope, complete.get(scope, []), incomplete.get(scope, 0)) for scope in scopes]
 
 
-__all__ = ["GroupKey", "RobustnessSummary", "base_id", "group_consistency", "robustness"]
+__all__ = ["GroupKey", "RobustnessSummary", "group_consistency", "robustness"]

@@ -36,7 +36,6 @@ from pytest_mtmcs.scoring.records import (
 )
 from pytest_mtmcs.scoring.robustness import (
     RobustnessSummary,
-    base_id,
     group_consistency,
     robustness,
 )
@@ -206,9 +205,3 @@ def test_group_consistency_by_base_id() -> None:
     assert sum(group_consistency(mine).values()) == overall.variant_consistency.k
     with pytest.raises(ValueError, match="one \\(target, guardrail\\)"):
         group_consistency(run())  # two stacks share base ids
-
-
-def test_base_id() -> None:
-    assert base_id("type_a-0007-multimodal-unsafe-v2", 2) == "type_a-0007-multimodal-unsafe"
-    assert base_id("type_a-0007-multimodal-unsafe", 0) == "type_a-0007-multimodal-unsafe"
-    assert base_id("type_a-0007-multimodal-unsafe-v2", 1) == "type_a-0007-multimodal-unsafe-v2"
